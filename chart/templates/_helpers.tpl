@@ -1,0 +1,555 @@
+{{/*
+Names. `etcd.fullname` is F in docs/architecture.md: every object and every member name derives
+from it, so it never depends on anything but the release name and the overrides.
+*/}}
+{{- define "etcd.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "etcd.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "etcd.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "etcd.headlessName" -}}
+{{- printf "%s-headless" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{- define "etcd.configMapName" -}}
+{{- printf "%s-config" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{- define "etcd.agentConfigMapName" -}}
+{{- printf "%s-agent" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{- define "etcd.recordName" -}}
+{{- printf "%s-cluster-record" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{- define "etcd.scaleDownName" -}}
+{{- printf "%s-scale-down" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{- define "etcd.webuiName" -}}
+{{- printf "%s-webui" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{/* The label that lets a pod reach the client port when the NetworkPolicy is on. */}}
+{{- define "etcd.clientAccessLabel" -}}
+{{- printf "%s-client" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{- define "etcd.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "etcd.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Labels. Selector labels never carry the version (selectors cannot change); the member pods add
+the component. Other pods the chart runs (hook, web UI) use a different app.kubernetes.io/name so
+that no selector of the member set ever matches them.
+*/}}
+{{- define "etcd.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "etcd.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "etcd.versionLabels" -}}
+helm.sh/chart: {{ include "etcd.chart" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "etcd.labels" -}}
+{{ include "etcd.selectorLabels" . }}
+{{ include "etcd.versionLabels" . }}
+{{- end -}}
+
+{{- define "etcd.memberLabels" -}}
+{{ include "etcd.labels" . }}
+app.kubernetes.io/component: member
+{{- end -}}
+
+{{- define "etcd.scaleDownSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "etcd.name" . }}-scale-down
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "etcd.scaleDownLabels" -}}
+{{ include "etcd.scaleDownSelectorLabels" . }}
+{{ include "etcd.versionLabels" . }}
+app.kubernetes.io/component: scale-down
+{{- end -}}
+
+{{- define "etcd.webuiSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "etcd.name" . }}-webui
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "etcd.webuiLabels" -}}
+{{ include "etcd.webuiSelectorLabels" . }}
+{{ include "etcd.versionLabels" . }}
+app.kubernetes.io/component: webui
+{{- end -}}
+
+{{/* `repository:tag`, or `repository@digest` when a digest pins the image. */}}
+{{- define "etcd.imageRef" -}}
+{{- if .digest -}}
+{{- printf "%s@%s" .repository .digest -}}
+{{- else -}}
+{{- printf "%s:%s" .repository (toString .tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* URLs. */}}
+{{- define "etcd.scheme" -}}
+{{- if .Values.tls.enabled -}}https{{- else -}}http{{- end -}}
+{{- end -}}
+
+{{/* `F-headless.NS.svc.D`: the suffix of every member's stable DNS name. */}}
+{{- define "etcd.memberDomain" -}}
+{{- printf "%s.%s.svc.%s" (include "etcd.headlessName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* The peer list of the bootstrap members: F-0=SCHEME://F-0.F-headless.NS.svc.D:PEER,... */}}
+{{- define "etcd.initialCluster" -}}
+{{- $fullname := include "etcd.fullname" . -}}
+{{- $scheme := include "etcd.scheme" . -}}
+{{- $domain := include "etcd.memberDomain" . -}}
+{{- $peers := list -}}
+{{- range $i := until (int .Values.replicas) -}}
+{{- $peers = append $peers (printf "%s-%d=%s://%s-%d.%s:%d" $fullname $i $scheme $fullname $i $domain (int $.Values.ports.peer)) -}}
+{{- end -}}
+{{- join "," $peers -}}
+{{- end -}}
+
+{{- define "etcd.initialClusterToken" -}}
+{{- default (printf "%s-%s" (include "etcd.fullname" .) .Release.Namespace) .Values.config.initialClusterToken -}}
+{{- end -}}
+
+{{- define "etcd.initialClusterState" -}}
+{{- default "new" .Values.initialClusterState -}}
+{{- end -}}
+
+{{/* TLS Secret names, whichever source provides them. */}}
+{{- define "etcd.tlsSecret" -}}
+{{- $root := index . 0 -}}
+{{- $which := index . 1 -}}
+{{- if eq $root.Values.tls.source "existingSecrets" -}}
+{{- index $root.Values.tls.existingSecrets $which -}}
+{{- else -}}
+{{- printf "%s-%s-tls" (include "etcd.fullname" $root) $which -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "etcd.webuiTlsSecret" -}}
+{{- if eq .Values.tls.source "existingSecrets" -}}
+{{- .Values.webui.tls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-webui-tls" (include "etcd.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The etcd configuration without `initial-cluster` and `initial-cluster-state`, as JSON. The pod
+template's checksum is taken over this, so scaling (which changes only those two keys) does not
+restart every member.
+*/}}
+{{- define "etcd.configBase" -}}
+{{- $scheme := include "etcd.scheme" . -}}
+{{- $ports := .Values.ports -}}
+{{- $domain := include "etcd.memberDomain" . -}}
+{{- $clientListen := list (printf "%s://$(POD_IP_URL_HOST):%d" $scheme (int $ports.client)) -}}
+{{- if .Values.listen.localhost -}}
+{{- $clientListen = append $clientListen (printf "%s://127.0.0.1:%d" $scheme (int $ports.client)) -}}
+{{- end -}}
+{{- $config := dict
+  "name" "$(POD_NAME)"
+  "data-dir" "/var/lib/etcd/data"
+  "listen-peer-urls" (printf "%s://$(POD_IP_URL_HOST):%d" $scheme (int $ports.peer))
+  "listen-client-urls" (join "," $clientListen)
+  "listen-metrics-urls" (printf "http://$(POD_IP_URL_HOST):%d" (int $ports.metrics))
+  "initial-advertise-peer-urls" (printf "%s://$(POD_NAME).%s:%d" $scheme $domain (int $ports.peer))
+  "advertise-client-urls" (printf "%s://$(POD_NAME).%s:%d" $scheme $domain (int $ports.client))
+  "initial-cluster-token" (include "etcd.initialClusterToken" .)
+  "auto-compaction-mode" .Values.config.autoCompactionMode
+  "auto-compaction-retention" (toString .Values.config.autoCompactionRetention)
+  "quota-backend-bytes" (int64 .Values.config.quotaBackendBytes)
+  "snapshot-count" (int64 .Values.config.snapshotCount)
+  "heartbeat-interval" (int64 .Values.config.heartbeatInterval)
+  "election-timeout" (int64 .Values.config.electionTimeout)
+  "log-level" .Values.config.logLevel
+-}}
+{{- if and .Values.persistence.enabled .Values.persistence.wal.enabled -}}
+{{- $_ := set $config "wal-dir" "/var/lib/etcd-wal/wal" -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- $_ := set $config "client-transport-security" (dict
+  "cert-file" "/etc/etcd/tls/server/tls.crt"
+  "key-file" "/etc/etcd/tls/server/tls.key"
+  "trusted-ca-file" "/etc/etcd/tls/server/ca.crt"
+  "client-cert-auth" .Values.tls.clientCertAuth) -}}
+{{- $_ := set $config "peer-transport-security" (dict
+  "cert-file" "/etc/etcd/tls/peer/tls.crt"
+  "key-file" "/etc/etcd/tls/peer/tls.key"
+  "trusted-ca-file" "/etc/etcd/tls/peer/ca.crt"
+  "client-cert-auth" .Values.tls.peerClientCertAuth) -}}
+{{- end -}}
+{{- $token := .Values.auth.token -}}
+{{- if eq $token.type "jwt" -}}
+{{- $jwt := list "jwt" -}}
+{{- if $token.jwt.publicKeyKey -}}
+{{- $jwt = append $jwt "pub-key=/etc/etcd/jwt/jwt.pub" -}}
+{{- end -}}
+{{- $jwt = concat $jwt (list "priv-key=/etc/etcd/jwt/jwt.key" (printf "sign-method=%s" $token.jwt.signMethod) (printf "ttl=%s" $token.jwt.ttl)) -}}
+{{- $_ := set $config "auth-token" (join "," $jwt) -}}
+{{- else if eq $token.type "simple" -}}
+{{- $_ := set $config "auth-token" "simple" -}}
+{{- end -}}
+{{- with .Values.extraFlags -}}
+{{- $_ := set $config "x-extra-flags" . -}}
+{{- end -}}
+{{- range $key, $value := .Values.extraConfig -}}
+{{- $_ := set $config $key $value -}}
+{{- end -}}
+{{- toJson $config -}}
+{{- end -}}
+
+{{/* The complete configuration file: the base plus the bootstrap plan. */}}
+{{- define "etcd.configFile" -}}
+{{- $config := include "etcd.configBase" . | fromJson -}}
+{{- $_ := set $config "initial-cluster" (include "etcd.initialCluster" .) -}}
+{{- $_ := set $config "initial-cluster-state" (include "etcd.initialClusterState" .) -}}
+{{- toPrettyJson $config -}}
+{{- end -}}
+
+{{/*
+`auth.json` for the member agent: roles and users to create, and where their passwords are
+mounted. Passwords themselves never appear in a ConfigMap.
+*/}}
+{{- define "etcd.authFile" -}}
+{{- $rbac := .Values.auth.rbac -}}
+{{- $users := list -}}
+{{- range $rbac.users -}}
+{{- $user := dict "name" .name "roles" (default (list) .roles) "passwordFile" nil -}}
+{{- if .password -}}
+{{- $_ := set $user "passwordFile" (printf "/etc/etcd/auth/users/%s/password" .name) -}}
+{{- end -}}
+{{- $users = append $users $user -}}
+{{- end -}}
+{{- $roles := list -}}
+{{- range $rbac.roles -}}
+{{- $permissions := list -}}
+{{- range .permissions -}}
+{{- $permissions = append $permissions (dict "type" .type "key" .key "prefix" (default false .prefix)) -}}
+{{- end -}}
+{{- $roles = append $roles (dict "name" .name "permissions" $permissions) -}}
+{{- end -}}
+{{- toPrettyJson (dict "enabled" true "rootPasswordFile" "/etc/etcd/auth/root/password" "users" $users "roles" $roles) -}}
+{{- end -}}
+
+{{- define "etcd.configChecksum" -}}
+{{- $auth := "" -}}
+{{- if .Values.auth.rbac.enabled -}}
+{{- $auth = include "etcd.authFile" . -}}
+{{- end -}}
+{{- printf "%s\n%s" (include "etcd.configBase" .) $auth | sha256sum -}}
+{{- end -}}
+
+{{/*
+DNS names of the server and peer certificates: every member up to tls.maxMembers under every
+name it can be reached by, and both Services, short and qualified. No wildcards.
+*/}}
+{{- define "etcd.certDnsNames" -}}
+{{- $fullname := include "etcd.fullname" . -}}
+{{- $headless := include "etcd.headlessName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $domain := .Values.clusterDomain -}}
+{{- $names := list -}}
+{{- range $i := until (int .Values.tls.maxMembers) -}}
+{{- $pod := printf "%s-%d" $fullname $i -}}
+{{- $names = concat $names (list $pod (printf "%s.%s" $pod $headless) (printf "%s.%s.%s" $pod $headless $ns) (printf "%s.%s.%s.svc" $pod $headless $ns) (printf "%s.%s.%s.svc.%s" $pod $headless $ns $domain)) -}}
+{{- end -}}
+{{- range $svc := list $fullname $headless -}}
+{{- $names = concat $names (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns $domain)) -}}
+{{- end -}}
+{{- toYaml $names -}}
+{{- end -}}
+
+{{- define "etcd.issuerRef" -}}
+{{- $ref := .Values.tls.certManager.issuerRef -}}
+{{- if $ref.name -}}
+name: {{ $ref.name }}
+kind: {{ $ref.kind }}
+group: {{ $ref.group }}
+{{- else -}}
+name: {{ include "etcd.fullname" . }}-ca
+kind: Issuer
+group: cert-manager.io
+{{- end -}}
+{{- end -}}
+
+{{- define "etcd.privateKey" -}}
+{{- $key := .Values.tls.certManager.privateKey -}}
+algorithm: {{ $key.algorithm }}
+{{- if ne $key.algorithm "Ed25519" }}
+size: {{ int $key.size }}
+{{- end }}
+encoding: PKCS8
+rotationPolicy: {{ $key.rotationPolicy }}
+{{- end -}}
+
+{{/*
+Environment of every agent container (prepare, member-agent, the hook): the pod's identity from
+the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
+*/}}
+{{- define "etcd.agentEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: POD_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: ETCD_AGENT_TEMPLATE
+  value: /etc/etcd-template/etcd.conf.json
+- name: ETCD_AGENT_OUTPUT
+  value: /var/run/etcd/etcd.conf.json
+- name: ETCD_AGENT_RECORD
+  value: {{ if .Values.clusterRecord.enabled }}{{ include "etcd.recordName" . }}{{ end }}
+- name: ETCD_AGENT_CLIENT_PORT
+  value: {{ .Values.ports.client | quote }}
+- name: ETCD_AGENT_CLIENT_SCHEME
+  value: {{ include "etcd.scheme" . }}
+- name: ETCD_AGENT_HEADLESS_SERVICE
+  value: {{ include "etcd.headlessName" . }}
+- name: ETCD_AGENT_CLUSTER_DOMAIN
+  value: {{ .Values.clusterDomain }}
+{{- if .Values.tls.enabled }}
+- name: ETCD_AGENT_CACERT
+  value: /etc/etcd/tls/client/ca.crt
+- name: ETCD_AGENT_CERT
+  value: /etc/etcd/tls/client/tls.crt
+- name: ETCD_AGENT_KEY
+  value: /etc/etcd/tls/client/tls.key
+{{- end }}
+{{- if .Values.auth.rbac.enabled }}
+- name: ETCD_AGENT_AUTH
+  value: /etc/etcd-template/auth.json
+{{- end }}
+- name: PYTHONDONTWRITEBYTECODE
+  value: "1"
+- name: PYTHONUNBUFFERED
+  value: "1"
+{{- end -}}
+
+{{/* The projected service-account token, mounted only into the agent containers. */}}
+{{- define "etcd.kubeApiAccessVolume" -}}
+- name: kube-api-access
+  projected:
+    defaultMode: 0444
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items:
+            - key: ca.crt
+              path: ca.crt
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef:
+                apiVersion: v1
+                fieldPath: metadata.namespace
+{{- end -}}
+
+{{- define "etcd.kubeApiAccessMount" -}}
+- name: kube-api-access
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
+{{- end -}}
+
+{{/* Password Secrets of the RBAC users, mounted into the member agent under /etc/etcd/auth/. */}}
+{{- define "etcd.authVolumes" -}}
+{{- $rbac := .Values.auth.rbac -}}
+- name: auth-root
+  secret:
+    secretName: {{ $rbac.rootPassword.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $rbac.rootPassword.key }}
+        path: password
+{{- range $i, $user := $rbac.users }}
+{{- if $user.password }}
+- name: auth-user-{{ $i }}
+  secret:
+    secretName: {{ $user.password.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ default "password" $user.password.key }}
+        path: password
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "etcd.authMounts" -}}
+- name: auth-root
+  mountPath: /etc/etcd/auth/root
+  readOnly: true
+{{- range $i, $user := .Values.auth.rbac.users }}
+{{- if $user.password }}
+- name: auth-user-{{ $i }}
+  mountPath: /etc/etcd/auth/users/{{ $user.name }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Every cross-field value error, collected and reported in one `fail`. The schema catches types,
+enums and typos; these are the rules that involve more than one value. Each message names the
+value and the fix.
+*/}}
+{{- define "etcd.validateValues" -}}
+{{- $errors := list -}}
+{{- $v := .Values -}}
+{{- $replicas := int $v.replicas -}}
+{{- $fullname := include "etcd.fullname" . -}}
+{{- if gt (len $fullname) 47 -}}
+{{- $errors = append $errors (printf "fullnameOverride/release name: the full name %q is %d characters; at most 47 fit `<name>-cluster-record`. Set fullnameOverride to a shorter name." $fullname (len $fullname)) -}}
+{{- end -}}
+{{- if lt $replicas 1 -}}
+{{- $errors = append $errors (printf "replicas: %d; an etcd cluster needs at least 1 member. Set replicas to 1, 3, 5 or 7." $replicas) -}}
+{{- else if and (eq (mod $replicas 2) 0) (not $v.allowEvenReplicas) -}}
+{{- $errors = append $errors (printf "replicas: %d is even; it tolerates no more failures than %d and needs a larger quorum. Use %d or %d, or set allowEvenReplicas=true." $replicas (sub $replicas 1) (sub $replicas 1) (add $replicas 1)) -}}
+{{- end -}}
+{{- if and $v.pdb.enabled (gt $replicas 1) -}}
+{{- $safe := div (sub $replicas 1) 2 -}}
+{{- if gt (int $v.pdb.maxUnavailable) $safe -}}
+{{- $errors = append $errors (printf "pdb.maxUnavailable: %d members down would break the quorum of %d members; at most (replicas-1)/2 = %d. Lower pdb.maxUnavailable to %d." (int $v.pdb.maxUnavailable) $replicas $safe $safe) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.tls.enabled (lt (int $v.tls.maxMembers) $replicas) -}}
+{{- $errors = append $errors (printf "tls.maxMembers: %d is below replicas %d; the certificates would not name every member. Set tls.maxMembers to at least %d." (int $v.tls.maxMembers) $replicas $replicas) -}}
+{{- end -}}
+{{- if and $v.tls.enabled (eq $v.tls.source "existingSecrets") -}}
+{{- range $which := list "server" "peer" "client" -}}
+{{- if not (index $v.tls.existingSecrets $which) -}}
+{{- $errors = append $errors (printf "tls.existingSecrets.%s: required with tls.source=existingSecrets. Name the Secret holding tls.crt, tls.key and ca.crt (`etcd-chart pki` makes them), or use tls.source=cert-manager." $which) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.webui.enabled (not $v.webui.tls.existingSecret) -}}
+{{- $errors = append $errors "webui.tls.existingSecret: required with webui.enabled, tls.enabled and tls.source=existingSecrets. Name the Secret with the web UI's client certificate." -}}
+{{- end -}}
+{{- end -}}
+{{- if and $v.tls.enabled (eq $v.tls.source "cert-manager") -}}
+{{- $key := $v.tls.certManager.privateKey -}}
+{{- if and (eq $key.algorithm "RSA") (not (has (int $key.size) (list 2048 4096 8192))) -}}
+{{- $errors = append $errors (printf "tls.certManager.privateKey.size: %d is not an RSA key size. Use 2048, 4096 or 8192." (int $key.size)) -}}
+{{- else if and (eq $key.algorithm "ECDSA") (not (has (int $key.size) (list 256 384 521))) -}}
+{{- $errors = append $errors (printf "tls.certManager.privateKey.size: %d is not an ECDSA key size. Use 256, 384 or 521." (int $key.size)) -}}
+{{- end -}}
+{{- end -}}
+{{- if not (has $v.tls.source (list "cert-manager" "existingSecrets")) -}}
+{{- $errors = append $errors (printf "tls.source: %q is unknown. Use cert-manager or existingSecrets." $v.tls.source) -}}
+{{- end -}}
+{{- $rbac := $v.auth.rbac -}}
+{{- if and $rbac.enabled (not $rbac.rootPassword.existingSecret) -}}
+{{- $errors = append $errors "auth.rbac.rootPassword.existingSecret: required with auth.rbac.enabled. Create a Secret with the root password (the chart never generates one) and name it here." -}}
+{{- end -}}
+{{- $tokenType := $v.auth.token.type -}}
+{{- if not (has $tokenType (list "" "simple" "jwt")) -}}
+{{- $errors = append $errors (printf "auth.token.type: %q is unknown. Use simple or jwt." $tokenType) -}}
+{{- end -}}
+{{- if and $rbac.enabled (eq $tokenType "") -}}
+{{- $errors = append $errors "auth.token.type: choose a token type with auth.rbac.enabled. Set auth.token.type=jwt with auth.token.jwt.existingSecret (recommended), or auth.token.type=simple explicitly." -}}
+{{- end -}}
+{{- if and (eq $tokenType "jwt") (not $v.auth.token.jwt.existingSecret) -}}
+{{- $errors = append $errors "auth.token.jwt.existingSecret: required with auth.token.type=jwt. Create a Secret with the signing key (e.g. jwt.key, jwt.pub) and name it here." -}}
+{{- end -}}
+{{- $roleNames := list -}}
+{{- range $rbac.roles -}}
+{{- $roleNames = append $roleNames .name -}}
+{{- end -}}
+{{- $userNames := list -}}
+{{- range $i, $user := $rbac.users -}}
+{{- if has $user.name $userNames -}}
+{{- $errors = append $errors (printf "auth.rbac.users[%d].name: %q is declared twice. Give each user one entry." $i $user.name) -}}
+{{- end -}}
+{{- $userNames = append $userNames $user.name -}}
+{{- if eq $user.name "root" -}}
+{{- $errors = append $errors (printf "auth.rbac.users[%d].name: root is managed through auth.rbac.rootPassword. Remove this entry." $i) -}}
+{{- end -}}
+{{- range $role := $user.roles -}}
+{{- if and (not (has $role $roleNames)) (ne $role "root") -}}
+{{- $errors = append $errors (printf "auth.rbac.users[%d].roles: role %q is not declared. Add it to auth.rbac.roles or remove it from the user." $i $role) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (or $rbac.users $rbac.roles) (not $rbac.enabled) -}}
+{{- $errors = append $errors "auth.rbac.users/auth.rbac.roles: declared but auth.rbac.enabled is false, so they would never be created. Set auth.rbac.enabled=true or remove them." -}}
+{{- end -}}
+{{- if and $v.persistence.wal.enabled (not $v.persistence.enabled) -}}
+{{- $errors = append $errors "persistence.wal.enabled: a separate WAL volume needs persistence.enabled=true. Turn persistence on, or turn the WAL volume off." -}}
+{{- end -}}
+{{- if not (has $v.webui.kind (list "etcdkeeper" "e3w")) -}}
+{{- $errors = append $errors (printf "webui.kind: %q is unknown. Use etcdkeeper or e3w." $v.webui.kind) -}}
+{{- end -}}
+{{- if and (ne $v.service.type "NodePort") (ne $v.service.type "LoadBalancer") -}}
+{{- if or $v.service.nodePorts.client $v.service.nodePorts.metrics -}}
+{{- $errors = append $errors (printf "service.nodePorts: set but service.type is %s. Use service.type=NodePort or LoadBalancer, or remove the node ports." $v.service.type) -}}
+{{- end -}}
+{{- if $v.service.externalTrafficPolicy -}}
+{{- $errors = append $errors (printf "service.externalTrafficPolicy: only NodePort and LoadBalancer Services have one, service.type is %s. Remove it or change service.type." $v.service.type) -}}
+{{- end -}}
+{{- end -}}
+{{- $ports := list (int $v.ports.client) (int $v.ports.peer) (int $v.ports.metrics) -}}
+{{- if ne (len (uniq $ports)) 3 -}}
+{{- $errors = append $errors (printf "ports: client %d, peer %d and metrics %d must differ. Give each its own port." (int $v.ports.client) (int $v.ports.peer) (int $v.ports.metrics)) -}}
+{{- end -}}
+{{- $owned := list "name" "data-dir" "wal-dir" "listen-peer-urls" "listen-client-urls" "listen-metrics-urls" "initial-advertise-peer-urls" "advertise-client-urls" "initial-cluster" "initial-cluster-state" "initial-cluster-token" "client-transport-security" "peer-transport-security" "auth-token" "x-extra-flags" -}}
+{{- range $key, $_ := $v.extraConfig -}}
+{{- if has $key $owned -}}
+{{- $errors = append $errors (printf "extraConfig.%s: the chart manages this key. Use its own value (ports, listen, tls, config.initialClusterToken, initialClusterState, persistence) instead." $key) -}}
+{{- else if or (hasPrefix "experimental-" $key) (eq $key "enable-v2") -}}
+{{- $errors = append $errors (printf "extraConfig.%s: not valid in etcd 3.7 (experimental flags and v2 were removed). Remove it or use its non-experimental name." $key) -}}
+{{- end -}}
+{{- end -}}
+{{- range $i, $flag := $v.extraFlags -}}
+{{- $key := regexReplaceAll "^--([^=]*).*$" (toString $flag) "${1}" -}}
+{{- if has $key $owned -}}
+{{- $errors = append $errors (printf "extraFlags[%d]: --%s is managed by the chart. Use its own value (ports, listen, tls, config.initialClusterToken, initialClusterState, persistence) instead." $i $key) -}}
+{{- else if or (hasPrefix "experimental-" $key) (eq $key "enable-v2") -}}
+{{- $errors = append $errors (printf "extraFlags[%d]: --%s is not valid in etcd 3.7 (experimental flags and v2 were removed). Remove it or use its non-experimental name." $i $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if $errors -}}
+{{- fail (printf "\n\nvalue errors:\n  - %s\n" (join "\n  - " $errors)) -}}
+{{- end -}}
+{{- end -}}

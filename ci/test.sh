@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what it needs (ci/install-tools.sh), then
+# lints, type-checks and runs pytest (unit, chart renders with Helm 3 and 4, end-to-end with real etcd).
+# Extra arguments go to pytest, e.g. `bash ci/test.sh tests/unit -k postrender`.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+eval "$(bash ci/install-tools.sh)"
+
+echo "== ruff"
+ruff check --config plugin/pyproject.toml plugin/src tests bench ci chart/files
+ruff format --check --config plugin/pyproject.toml plugin/src tests bench ci chart/files
+echo "== mypy"
+mypy --config-file plugin/pyproject.toml plugin/src chart/files/member_agent.py
+echo "== generated files"
+python ci/generate.py --check
+echo "== pytest"
+exec python -m pytest "$@"

@@ -70,14 +70,17 @@ def rows(schema: dict[str, Any], values: Any) -> Iterator[Row]:
 
     def walk(node: dict[str, Any], path: list[str]) -> Iterator[Row]:
         properties = node.get("properties")
+        row = Row(
+            key=".".join(path),
+            type=_type_of(node),
+            default=_default_of(values, path) or "unset",
+            description=str(node.get("description", "")),
+        )
         if path and not (node.get("type") == "object" and properties):
-            yield Row(
-                key=".".join(path),
-                type=_type_of(node),
-                default=_default_of(values, path),
-                description=str(node.get("description", "")),
-            )
+            yield row
             return
+        if path and row.default == "`{}`":  # an optional chart object: say what it is first
+            yield row
         for name, child in (properties or {}).items():
             yield from walk(child, [*path, name])
 
@@ -127,7 +130,9 @@ def expected_files(repo: Path) -> dict[Path, str]:
         raise GenerateError(f"{SCHEMA}: not valid JSON: {err}") from err
     _validate_values(schema, values)
     readme_path = repo / README
-    readme = readme_path.read_text(encoding="utf-8") if readme_path.exists() else f"{START}\n{END}\n"
+    readme = (
+        readme_path.read_text(encoding="utf-8") if readme_path.exists() else f"{START}\n{END}\n"
+    )
     return {
         CHART_SCHEMA: schema_text,
         README: with_table(readme, values_table(schema, values)),
@@ -157,9 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stale = stale_files(args.repo, expected)
     if args.check:
         for path in stale:
-            print(
-                f"ci/generate.py: {path} is stale; run `python ci/generate.py`", file=sys.stderr
-            )
+            print(f"ci/generate.py: {path} is stale; run `python ci/generate.py`", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
         (args.repo / path).write_text(expected[path], encoding="utf-8")

@@ -243,18 +243,15 @@ restart every member.
 {{- end -}}
 
 {{/*
-`auth.json` for the member agent: roles and users to create, and where their passwords are
-mounted. Passwords themselves never appear in a ConfigMap.
+`auth.json` for the member agent: roles and users to create, and where each user's password is
+mounted (the root password is always /etc/etcd/auth/root/password). Passwords themselves never
+appear in a ConfigMap.
 */}}
 {{- define "etcd.authFile" -}}
 {{- $rbac := .Values.auth.rbac -}}
 {{- $users := list -}}
 {{- range $rbac.users -}}
-{{- $user := dict "name" .name "roles" (default (list) .roles) "passwordFile" nil -}}
-{{- if .password -}}
-{{- $_ := set $user "passwordFile" (printf "/etc/etcd/auth/users/%s/password" .name) -}}
-{{- end -}}
-{{- $users = append $users $user -}}
+{{- $users = append $users (dict "name" .name "roles" (default (list) .roles) "passwordFile" (printf "/etc/etcd/auth/users/%s/password" .name)) -}}
 {{- end -}}
 {{- $roles := list -}}
 {{- range $rbac.roles -}}
@@ -264,7 +261,7 @@ mounted. Passwords themselves never appear in a ConfigMap.
 {{- end -}}
 {{- $roles = append $roles (dict "name" .name "permissions" $permissions) -}}
 {{- end -}}
-{{- toPrettyJson (dict "enabled" true "rootPasswordFile" "/etc/etcd/auth/root/password" "users" $users "roles" $roles) -}}
+{{- toPrettyJson (dict "users" $users "roles" $roles) -}}
 {{- end -}}
 
 {{- define "etcd.configChecksum" -}}
@@ -340,7 +337,7 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
 - name: ETCD_AGENT_OUTPUT
   value: /var/run/etcd/etcd.conf.json
 - name: ETCD_AGENT_RECORD
-  value: {{ if .Values.clusterRecord.enabled }}{{ include "etcd.recordName" . }}{{ end }}
+  value: {{ ternary (include "etcd.recordName" .) "" .Values.clusterRecord.enabled | quote }}
 - name: ETCD_AGENT_CLIENT_PORT
   value: {{ .Values.ports.client | quote }}
 - name: ETCD_AGENT_CLIENT_SCHEME
@@ -358,8 +355,10 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
   value: /etc/etcd/tls/client/tls.key
 {{- end }}
 {{- if .Values.auth.rbac.enabled }}
-- name: ETCD_AGENT_AUTH
+- name: ETCD_AGENT_AUTH_FILE
   value: /etc/etcd-template/auth.json
+- name: ETCD_AGENT_ROOT_PASSWORD_FILE
+  value: /etc/etcd/auth/root/password
 {{- end }}
 - name: PYTHONDONTWRITEBYTECODE
   value: "1"
@@ -406,15 +405,13 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
       - key: {{ $rbac.rootPassword.key }}
         path: password
 {{- range $i, $user := $rbac.users }}
-{{- if $user.password }}
 - name: auth-user-{{ $i }}
   secret:
-    secretName: {{ $user.password.existingSecret }}
+    secretName: {{ ($user.password).existingSecret }}
     defaultMode: 0440
     items:
-      - key: {{ default "password" $user.password.key }}
+      - key: {{ default "password" ($user.password).key }}
         path: password
-{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -423,11 +420,9 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
   mountPath: /etc/etcd/auth/root
   readOnly: true
 {{- range $i, $user := .Values.auth.rbac.users }}
-{{- if $user.password }}
 - name: auth-user-{{ $i }}
   mountPath: /etc/etcd/auth/users/{{ $user.name }}
   readOnly: true
-{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -503,6 +498,9 @@ value and the fix.
 {{- $errors = append $errors (printf "auth.rbac.users[%d].name: %q is declared twice. Give each user one entry." $i $user.name) -}}
 {{- end -}}
 {{- $userNames = append $userNames $user.name -}}
+{{- if not ($user.password).existingSecret -}}
+{{- $errors = append $errors (printf "auth.rbac.users[%d].password.existingSecret: user %q needs a password Secret. Create one and name it here (with client certificates the CN still selects the user)." $i $user.name) -}}
+{{- end -}}
 {{- if eq $user.name "root" -}}
 {{- $errors = append $errors (printf "auth.rbac.users[%d].name: root is managed through auth.rbac.rootPassword. Remove this entry." $i) -}}
 {{- end -}}
@@ -514,6 +512,9 @@ value and the fix.
 {{- end -}}
 {{- if and (or $rbac.users $rbac.roles) (not $rbac.enabled) -}}
 {{- $errors = append $errors "auth.rbac.users/auth.rbac.roles: declared but auth.rbac.enabled is false, so they would never be created. Set auth.rbac.enabled=true or remove them." -}}
+{{- end -}}
+{{- if lt (int64 $v.config.electionTimeout) (mul 5 (int64 $v.config.heartbeatInterval)) -}}
+{{- $errors = append $errors (printf "config.electionTimeout: %d ms is below 5 x config.heartbeatInterval (%d ms), which etcd refuses. Raise config.electionTimeout to at least %d." (int64 $v.config.electionTimeout) (int64 $v.config.heartbeatInterval) (mul 5 (int64 $v.config.heartbeatInterval))) -}}
 {{- end -}}
 {{- if and $v.persistence.wal.enabled (not $v.persistence.enabled) -}}
 {{- $errors = append $errors "persistence.wal.enabled: a separate WAL volume needs persistence.enabled=true. Turn persistence on, or turn the WAL volume off." -}}

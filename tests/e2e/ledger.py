@@ -72,7 +72,9 @@ class EtcdGateway:
                 raise ValueError("https endpoint without client TLS settings")
             connection = _TLSConnection(endpoint, self.context, self.timeout)
         else:
-            connection = http.client.HTTPConnection(endpoint.address, endpoint.port, timeout=self.timeout)
+            connection = http.client.HTTPConnection(
+                endpoint.address, endpoint.port, timeout=self.timeout
+            )
         try:
             connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
             response = connection.getresponse()
@@ -80,7 +82,9 @@ class EtcdGateway:
         finally:
             connection.close()
         if response.status != 200:
-            raise OSError(f"{path} on {endpoint.address}: HTTP {response.status}: {payload[:200]!r}")
+            raise OSError(
+                f"{path} on {endpoint.address}: HTTP {response.status}: {payload[:200]!r}"
+            )
         data: dict[str, object] = json.loads(payload or b"{}")
         return data
 
@@ -92,7 +96,9 @@ class EtcdGateway:
         data = self.call(endpoint, "/v3/kv/range", {"key": _b64(prefix), "range_end": _b64(end)})
         result: dict[str, str] = {}
         for kv in data.get("kvs", []) or []:  # type: ignore[union-attr]
-            result[base64.b64decode(kv["key"]).decode()] = base64.b64decode(kv.get("value", "")).decode()
+            result[base64.b64decode(kv["key"]).decode()] = base64.b64decode(
+                kv.get("value", "")
+            ).decode()
         return result
 
 
@@ -177,4 +183,9 @@ class Ledger:
 def endpoint_from_url(url: str, address: str) -> Endpoint:
     """An endpoint for a member whose advertised client URL is `url` and whose pod address is `address`."""
     parts = urlsplit(url)
-    return Endpoint(address=address, port=parts.port or 2379, server_name=parts.hostname or "", scheme=parts.scheme)
+    return Endpoint(
+        address=address,
+        port=parts.port or 2379,
+        server_name=parts.hostname or "",
+        scheme=parts.scheme,
+    )

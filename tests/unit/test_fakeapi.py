@@ -301,3 +301,16 @@ def test_standalone_process(tmp_path: Path) -> None:
         assert process.wait(timeout=10) == 0
     saved = json.loads(state.read_text())
     assert [entry["key"] for entry in saved["objects"]] == [["", "configmaps", "ns1", "rec"]]
+
+
+def test_discovery_maps_kinds_to_paths(server: FakeApiServer) -> None:
+    code, versions = call(server, "GET", "/api")
+    assert (code, versions["versions"]) == (200, ["v1"])
+    code, groups = call(server, "GET", "/apis")
+    assert "apps" in [group["name"] for group in groups["groups"]]
+    code, resources = call(server, "GET", "/apis/apps/v1")
+    statefulsets = [r for r in resources["resources"] if r["name"] == "statefulsets"]
+    assert statefulsets[0]["kind"] == "StatefulSet"
+    assert statefulsets[0]["namespaced"] is True
+    code, version = call(server, "GET", "/version")
+    assert (code, version["gitVersion"]) == (200, "v1.31.0-fakeapi")

@@ -47,9 +47,9 @@ API_VERSION = f"{GROUP}/v1"
 ISSUER_KINDS = ("Issuer", "ClusterIssuer")
 SUPPORTED_ISSUER_TYPES = ("selfSigned", "ca")
 UNSUPPORTED_ISSUER_TYPES = {
-    "acme": "ACME needs a reachable ACME server and solvers",
-    "vault": "Vault needs a reachable Vault server",
-    "venafi": "Venafi needs a reachable Venafi service",
+    "acme": ("an ACME", "it needs a reachable ACME server and solvers"),
+    "vault": ("a Vault", "it needs a reachable Vault server"),
+    "venafi": ("a Venafi", "it needs a reachable Venafi service"),
 }
 DEFAULT_DURATION = timedelta(hours=2160)
 MINIMUM_DURATION = timedelta(hours=1)
@@ -116,9 +116,14 @@ def _format_duration(value: timedelta) -> str:
     seconds = int(value.total_seconds())
     hours, rest = divmod(seconds, 3600)
     minutes, seconds = divmod(rest, 60)
-    return "".join(
-        f"{amount}{unit}" for amount, unit in ((hours, "h"), (minutes, "m"), (seconds, "s")) if amount
-    ) or "0s"
+    return (
+        "".join(
+            f"{amount}{unit}"
+            for amount, unit in ((hours, "h"), (minutes, "m"), (seconds, "s"))
+            if amount
+        )
+        or "0s"
+    )
 
 
 @dataclass
@@ -197,7 +202,9 @@ def _plan_certificate(
     problems: list[str] = []
     spec = obj.get("spec")
     if not isinstance(spec, dict):
-        return None, [f"{ref}: spec: missing; a Certificate needs spec.secretName and spec.issuerRef"]
+        return None, [
+            f"{ref}: spec: missing; a Certificate needs spec.secretName and spec.issuerRef"
+        ]
 
     secret_name = spec.get("secretName")
     if not isinstance(secret_name, str) or not _NAME_RE.match(secret_name):
@@ -250,8 +257,8 @@ def _plan_certificate(
         else:
             if duration < MINIMUM_DURATION:
                 problems.append(
-                    f"{ref}: spec.duration: {spec['duration']!r} is shorter than the minimum of 1h; "
-                    "use 1h or more"
+                    f"{ref}: spec.duration: {spec['duration']!r} is shorter than the minimum of "
+                    "1h; use 1h or more"
                 )
     renew_before: timedelta | None = None
     if spec.get("renewBefore") is not None:
@@ -391,10 +398,11 @@ def _issuer_problems(ref: str, issuer: _Issuer) -> list[str]:
         ]
     kind = types[0]
     if kind in UNSUPPORTED_ISSUER_TYPES:
+        label, reason = UNSUPPORTED_ISSUER_TYPES[kind]
         return [
-            f"{ref}: spec.issuerRef.name: {issuer.ref} is a {kind} issuer, which the local "
-            f"cert-manager does not support ({UNSUPPORTED_ISSUER_TYPES[kind]}); in the sandbox use "
-            "a selfSigned or ca issuer, or give the certificates as existing Secrets"
+            f"{ref}: spec.issuerRef.name: {issuer.ref} is {label} issuer (spec.{kind}), which the "
+            f"local cert-manager does not support ({reason}); in the sandbox use a selfSigned or "
+            "ca issuer, or give the certificates as existing Secrets"
         ]
     if kind == "ca":
         ca = issuer.spec.get("ca")
@@ -423,10 +431,10 @@ def _load_ca(plan: _Plan, data: Mapping[str, bytes]) -> _Ca | str:
         f"{plan.ref}: spec.issuerRef.name: {plan.issuer.ref} reads its CA from Secret "
         f"{namespace}/{secret} (spec.ca.secretName)"
     )
-    for key in ("tls.crt", "tls.key"):
-        if not data.get(key):
+    for item in ("tls.crt", "tls.key"):
+        if not data.get(item):
             return (
-                f"{where}, which has no {key}; a CA issuer needs the CA certificate (tls.crt) and "
+                f"{where}, which has no {item}; a CA issuer needs the CA certificate (tls.crt) and "
                 "its private key (tls.key) in that Secret"
             )
     try:
@@ -502,10 +510,10 @@ def _issue(plan: _Plan, ca: _Ca | None, stored: _Stored | None, now: datetime) -
     if key is None:
         key = x509.generate_key(plan.key_algorithm, plan.key_size or None)
     if ca is None:
-        cert = x509.issue(plan.request, key.public_key(), key, None, now)  # type: ignore[arg-type]
+        cert = x509.issue(plan.request, key.public_key(), key, None, now)
         chain_pem = ca_pem = x509.cert_pem(cert)
     else:
-        cert = x509.issue(plan.request, key.public_key(), ca.key, ca.cert, now)  # type: ignore[arg-type]
+        cert = x509.issue(plan.request, key.public_key(), ca.key, ca.cert, now)
         chain = [cert, *ca.chain]
         if x509.is_self_signed(chain[-1]):
             root, chain = chain[-1], chain[:-1]
@@ -571,7 +579,9 @@ def issue_certificates(
     for obj, namespace in certificates:
         name, _ = _metadata(obj)
         if (namespace, name) in seen:
-            problems.append(f"Certificate/{name}: defined twice; give each Certificate its own name")
+            problems.append(
+                f"Certificate/{name}: defined twice; give each Certificate its own name"
+            )
             continue
         seen.add((namespace, name))
         plan, found = _plan_certificate(obj, namespace, issuers, cluster_resource_namespace)
@@ -588,7 +598,10 @@ def issue_certificates(
         plans.append(plan)
 
     available: dict[SecretKey, Mapping[str, bytes]] = {
-        key: {name: value.encode() if isinstance(value, str) else value for name, value in data.items()}
+        key: {
+            name: value.encode() if isinstance(value, str) else value
+            for name, value in data.items()
+        }
         for key, data in (existing_secrets or {}).items()
     }
     issued: dict[SecretKey, SecretData] = {}
@@ -639,8 +652,8 @@ def issue_certificates(
                 namespace, secret = plan.ca_secret or ("", "")
                 problems.append(
                     f"{plan.ref}: spec.issuerRef.name: {plan.issuer.ref} waits for Secret "
-                    f"{namespace}/{secret}, whose Certificate itself waits on this chain (a cycle); "
-                    "sign the CA Certificate with a selfSigned issuer"
+                    f"{namespace}/{secret}, whose Certificate itself waits on this chain (a "
+                    "cycle); sign the CA Certificate with a selfSigned issuer"
                 )
             break
 
@@ -649,12 +662,8 @@ def issue_certificates(
     for (namespace, secret), data in issued.items():
         directory = store / namespace / secret
         state = json.dumps({"fingerprint": fingerprints[(namespace, secret)]}).encode()
-        current = _read_stored(directory)
-        if current is not None and current.data == data and current.fingerprint == state:
-            continue
-        for name, value in data.items():
+        for name, value in (*data.items(), ("state.json", state)):
             path = directory / name
-            if not path.exists() or path.read_bytes() != value:
+            if not path.is_file() or path.read_bytes() != value:
                 _write_private(path, value)
-        _write_private(directory / "state.json", state)
     return issued

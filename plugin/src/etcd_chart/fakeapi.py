@@ -14,9 +14,11 @@ plain urllib client (the member agent) to run their real code paths against it:
 - `metadata.resourceVersion`, `uid`, `creationTimestamp` (and `generation`) filled in;
   errors are Kubernetes `Status` objects (400, 401, 404, 405, 409, 415).
 
-No watches, no admission, no validation of object bodies, no controllers, no discovery beyond
-`/version`, `/healthz`, `/readyz`, `/livez`. The store can persist to a JSON file, so that a
-record written through it survives restarts of whatever runs it.
+No watches, no admission, no validation of object bodies, no controllers, no OpenAPI; discovery
+(`/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`) lists a fixed set of common kinds, enough
+for Helm and kubectl to map kinds to paths; `/version`, `/healthz`, `/readyz`, `/livez`. The store
+can persist to a JSON file, so that a record written through it survives restarts of whatever runs
+it.
 
 Run it standalone with `python -m etcd_chart.fakeapi --state-file F --host H --port P
 --ca-dir D --token-file T`; it prints one JSON line (url, ca_file, token_file) once it listens.
@@ -84,6 +86,91 @@ def plural_of(kind: str) -> str:
 
 
 _KIND_OF_PLURAL = {plural_of(kind): kind for kind in _KNOWN_KINDS}
+
+
+# Discovery documents, so that Helm and kubectl can map kinds to paths: (group, version,
+# [(plural, kind, namespaced)]). Objects of other kinds can still be stored and read.
+_DISCOVERY: list[tuple[str, str, list[tuple[str, str, bool]]]] = [
+    (
+        "",
+        "v1",
+        [
+            ("configmaps", "ConfigMap", True),
+            ("secrets", "Secret", True),
+            ("services", "Service", True),
+            ("serviceaccounts", "ServiceAccount", True),
+            ("pods", "Pod", True),
+            ("persistentvolumeclaims", "PersistentVolumeClaim", True),
+            ("endpoints", "Endpoints", True),
+            ("events", "Event", True),
+            ("namespaces", "Namespace", False),
+        ],
+    ),
+    ("apps", "v1", [("statefulsets", "StatefulSet", True), ("deployments", "Deployment", True)]),
+    ("batch", "v1", [("jobs", "Job", True)]),
+    ("policy", "v1", [("poddisruptionbudgets", "PodDisruptionBudget", True)]),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        [
+            ("roles", "Role", True),
+            ("rolebindings", "RoleBinding", True),
+            ("clusterroles", "ClusterRole", False),
+            ("clusterrolebindings", "ClusterRoleBinding", False),
+        ],
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        [("networkpolicies", "NetworkPolicy", True), ("ingresses", "Ingress", True)],
+    ),
+    ("coordination.k8s.io", "v1", [("leases", "Lease", True)]),
+    (
+        "cert-manager.io",
+        "v1",
+        [
+            ("certificates", "Certificate", True),
+            ("issuers", "Issuer", True),
+            ("clusterissuers", "ClusterIssuer", False),
+        ],
+    ),
+]
+_VERBS = ["create", "delete", "get", "list", "patch", "update"]
+
+
+def discovery(path: str) -> dict[str, Any] | None:
+    """The discovery document at `path` (`/api`, `/apis`, `/api/v1`, `/apis/<g>/<v>`), or None."""
+    path = path.rstrip("/")
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
+    if path == "/apis":
+        groups = []
+        for group, version, _ in _DISCOVERY:
+            if not group:
+                continue
+            entry = {"groupVersion": f"{group}/{version}", "version": version}
+            groups.append({"name": group, "versions": [entry], "preferredVersion": entry})
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
+    for group, version, resources in _DISCOVERY:
+        group_version = f"{group}/{version}" if group else version
+        expected = f"/apis/{group_version}" if group else f"/api/{version}"
+        if path == expected:
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": group_version,
+                "resources": [
+                    {
+                        "name": plural,
+                        "singularName": kind.lower(),
+                        "namespaced": namespaced,
+                        "kind": kind,
+                        "verbs": _VERBS,
+                    }
+                    for plural, kind, namespaced in resources
+                ],
+            }
+    return None
 
 
 def _group_of(api_version: str) -> str:
@@ -464,6 +551,11 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and url.path == "/version":
                 self._send(200, {"major": "1", "minor": "31", "gitVersion": "v1.31.0-fakeapi"})
                 return
+            if method == "GET":
+                document = discovery(url.path)
+                if document is not None:
+                    self._send(200, document)
+                    return
             route = parse_path(url.path)
             if route is None:
                 raise ApiError(

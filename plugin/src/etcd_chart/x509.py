@@ -65,15 +65,15 @@ EXTENDED_USAGES: dict[str, ObjectIdentifier] = {
 }
 USAGES = (*KEY_USAGE_BITS, *EXTENDED_USAGES)
 
-# cert-manager's subject fields -> X.509 attribute types.
+# cert-manager's subject fields -> X.509 attribute types, in the order Go writes them.
 SUBJECT_ATTRIBUTES: dict[str, ObjectIdentifier] = {
     "countries": NameOID.COUNTRY_NAME,
-    "provinces": NameOID.STATE_OR_PROVINCE_NAME,
-    "localities": NameOID.LOCALITY_NAME,
-    "streetAddresses": NameOID.STREET_ADDRESS,
-    "postalCodes": NameOID.POSTAL_CODE,
     "organizations": NameOID.ORGANIZATION_NAME,
     "organizationalUnits": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "localities": NameOID.LOCALITY_NAME,
+    "provinces": NameOID.STATE_OR_PROVINCE_NAME,
+    "streetAddresses": NameOID.STREET_ADDRESS,
+    "postalCodes": NameOID.POSTAL_CODE,
     "serialNumber": NameOID.SERIAL_NUMBER,
 }
 
@@ -111,11 +111,18 @@ def key_algorithm(key: PrivateKey | PublicKey) -> tuple[str, int]:
 
 def describe_key(key: PrivateKey | PublicKey) -> str:
     """`RSA 2048`, `ECDSA P-256` or `Ed25519`, for messages and summaries."""
-    algorithm, size = key_algorithm(key)
+    return describe_algorithm(*key_algorithm(key))
+
+
+def describe_algorithm(algorithm: str, size: int | None = None) -> str:
+    """`RSA 2048`, `ECDSA P-256` or `Ed25519` for an algorithm name and size (default size when
+    None)."""
+    algorithm = algorithm.lower()
+    bits = size or DEFAULT_KEY_SIZES.get(algorithm, 0)
     if algorithm == "rsa":
-        return f"RSA {size}"
+        return f"RSA {bits}"
     if algorithm == "ecdsa":
-        return f"ECDSA P-{size}"
+        return f"ECDSA P-{bits}"
     return "Ed25519"
 
 
@@ -300,13 +307,12 @@ def key_pem(key: PrivateKey, encoding: KeyEncoding = "PKCS8") -> bytes:
 
 def load_certs(data: bytes, what: str = "certificate") -> list[x509.Certificate]:
     """Every certificate in a PEM bundle, in order; `what` names the input in the message."""
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise X509Error(f"{what} holds no PEM certificate (no BEGIN CERTIFICATE line)")
     try:
-        certs = x509.load_pem_x509_certificates(data)
+        return x509.load_pem_x509_certificates(data)
     except ValueError as err:
-        raise X509Error(f"{what} is not a PEM certificate ({err})") from err
-    if not certs:
-        raise X509Error(f"{what} holds no PEM certificate")
-    return certs
+        raise X509Error(f"{what} is not a valid PEM certificate ({err})") from err
 
 
 def load_cert(data: bytes, what: str = "certificate") -> x509.Certificate:

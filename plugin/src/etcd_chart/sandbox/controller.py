@@ -38,7 +38,14 @@ INSTALL_ORDER = [
     "APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
 ]  # fmt: skip
 
-HOOK_EVENTS = ("pre-install", "post-install", "pre-upgrade", "post-upgrade", "pre-rollback", "post-rollback")
+HOOK_EVENTS = (
+    "pre-install",
+    "post-install",
+    "pre-upgrade",
+    "post-upgrade",
+    "pre-rollback",
+    "post-rollback",
+)
 
 
 def kind_rank(kind: str) -> int:
@@ -78,8 +85,14 @@ def hooks_for(event: str, hooks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 class Daemon(Protocol):
     def create_pod(
-        self, owner: str, name: str, namespace: str, template: dict[str, Any], revision: str,
-        ordinal: int | None = None, subdomain: str = "",
+        self,
+        owner: str,
+        name: str,
+        namespace: str,
+        template: dict[str, Any],
+        revision: str,
+        ordinal: int | None = None,
+        subdomain: str = "",
     ) -> Pod: ...
     def remove_claims(self, namespace: str, claims: list[str]) -> None: ...
     def changed(self) -> None: ...
@@ -193,9 +206,16 @@ class StatefulSetController(Workload):
         """The template with the claim volumes the controller adds, as Kubernetes does."""
         template = copy.deepcopy(self.revisions[revision])
         spec = template.setdefault("spec", {})
-        volumes = [v for v in spec.get("volumes") or [] if v.get("name") not in self.claim_templates]
+        volumes = [
+            v for v in spec.get("volumes") or [] if v.get("name") not in self.claim_templates
+        ]
         for claim in self.claim_templates:
-            volumes.append({"name": claim, "persistentVolumeClaim": {"claimName": f"{claim}-{self.pod_name(ordinal)}"}})
+            volumes.append(
+                {
+                    "name": claim,
+                    "persistentVolumeClaim": {"claimName": f"{claim}-{self.pod_name(ordinal)}"},
+                }
+            )
         spec["volumes"] = volumes
         labels = template.setdefault("metadata", {}).setdefault("labels", {})
         labels["statefulset.kubernetes.io/pod-name"] = self.pod_name(ordinal)
@@ -209,8 +229,13 @@ class StatefulSetController(Workload):
         use_current = self.strategy == "RollingUpdate" and ordinal < self.partition
         revision = self.current_revision if use_current else self.update_revision
         pod = self.daemon.create_pod(
-            self.owner, self.pod_name(ordinal), self.namespace, self.pod_template(revision, ordinal),
-            revision, ordinal, str(self.spec.get("serviceName") or ""),
+            self.owner,
+            self.pod_name(ordinal),
+            self.namespace,
+            self.pod_template(revision, ordinal),
+            revision,
+            ordinal,
+            str(self.spec.get("serviceName") or ""),
         )
         self.by_ordinal[ordinal] = pod
 
@@ -220,7 +245,11 @@ class StatefulSetController(Workload):
         for ordinal, pod in list(self.by_ordinal.items()):
             if pod.done:
                 del self.by_ordinal[ordinal]
-                if ordinal >= replicas and retention.get("whenScaled") == "Delete" and not self.deleted:
+                if (
+                    ordinal >= replicas
+                    and retention.get("whenScaled") == "Delete"
+                    and not self.deleted
+                ):
                     self.daemon.remove_claims(self.namespace, self.claims_of(ordinal))
         if self.paused or self.deleted:
             for pod in self.by_ordinal.values():
@@ -248,9 +277,16 @@ class StatefulSetController(Workload):
         members = [self.by_ordinal.get(o) for o in range(replicas)]
         settled = not excess and all(p is not None and p.ready and not p.deleting for p in members)
         if settled and self.strategy == "RollingUpdate":
-            stale = [o for o in range(self.partition, replicas) if members[o] and members[o].revision != update]  # type: ignore[union-attr]
+            stale = [
+                o
+                for o, pod in enumerate(members)
+                if o >= self.partition and pod is not None and pod.revision != update
+            ]
             if stale:
-                self.daemon.event(f"StatefulSet {self.namespace}/{self.name}: rolling update of {self.pod_name(stale[-1])}")
+                self.daemon.event(
+                    f"StatefulSet {self.namespace}/{self.name}: "
+                    f"rolling update of {self.pod_name(stale[-1])}"
+                )
                 self.by_ordinal[stale[-1]].delete()
             elif all(p is not None and p.revision == update for p in members):
                 self.current_revision = update
@@ -264,7 +300,11 @@ class StatefulSetController(Workload):
         for ordinal, pod in self.by_ordinal.items():
             if not pod.ready or pod.deleting:
                 return False
-            if self.strategy == "RollingUpdate" and ordinal >= self.partition and pod.revision != update:
+            if (
+                self.strategy == "RollingUpdate"
+                and ordinal >= self.partition
+                and pod.revision != update
+            ):
                 return False
         return True
 
@@ -314,11 +354,17 @@ class DeploymentController(Workload):
             return
         while len(self.active) < self.replicas:
             name = f"{self.name}-{revision[:10]}-{_suffix()}"
-            self.active.append(self.daemon.create_pod(self.owner, name, self.namespace, copy.deepcopy(template), revision))
+            self.active.append(
+                self.daemon.create_pod(
+                    self.owner, name, self.namespace, copy.deepcopy(template), revision
+                )
+            )
         for pod in self.active[self.replicas :]:
             pod.delete()
         ready = sum(1 for p in self.active if p.ready)
-        self._publish({"replicas": len(self.active), "readyReplicas": ready, "availableReplicas": ready})
+        self._publish(
+            {"replicas": len(self.active), "readyReplicas": ready, "availableReplicas": ready}
+        )
 
     def ready(self) -> bool:
         revision = template_hash(self.spec.get("template") or {})
@@ -359,7 +405,9 @@ class JobController(Workload):
         now = time.monotonic()
         deadline = self.spec.get("activeDeadlineSeconds")
         if deadline is not None and now - self.started > float(deadline):
-            self.failed = f"DeadlineExceeded: the Job ran longer than activeDeadlineSeconds={deadline}"
+            self.failed = (
+                f"DeadlineExceeded: the Job ran longer than activeDeadlineSeconds={deadline}"
+            )
             if self.pod is not None:
                 self.last_log = self._log_tail(self.pod)
                 self.pod.delete()
@@ -375,7 +423,9 @@ class JobController(Workload):
                 self.last_log = self._log_tail(pod)
                 limit = int(self.spec.get("backoffLimit", 6))
                 if self.failures > limit:
-                    self.failed = f"BackoffLimitExceeded: {self.failures} failed pod(s), backoffLimit={limit}"
+                    self.failed = (
+                        f"BackoffLimitExceeded: {self.failures} failed pod(s), backoffLimit={limit}"
+                    )
                 self.next_try = now + self.backoff
                 self.backoff = min(self.backoff * 2, BACKOFF_CAP)
             self.daemon.changed()
@@ -385,7 +435,11 @@ class JobController(Workload):
             # OnFailure restarts count against backoffLimit like failed pods: one pod per try.
             template.setdefault("spec", {})["restartPolicy"] = "Never"
             self.pod = self.daemon.create_pod(
-                self.owner, f"{self.name}-{_suffix()}", self.namespace, template, template_hash(template)
+                self.owner,
+                f"{self.name}-{_suffix()}",
+                self.namespace,
+                template,
+                template_hash(template),
             )
 
     @staticmethod

@@ -1,8 +1,10 @@
-"""Container launcher: `unshare --mount --uts --propagation private python -m etcd_chart.sandbox.launch SPEC.json`.
+"""Container launcher, run as
+`unshare --mount --uts --propagation private python -m etcd_chart.sandbox.launch SPEC.json`.
 
 Runs as root inside the container's fresh mount (and UTS) namespace, then becomes the program:
 
-1. bind-mounts the sandbox-wide hosts file over `/etc/hosts` (read-only);
+1. bind-mounts the sandbox-wide hosts file over `/etc/hosts` and the sandbox's resolv.conf
+   (no name server) over `/etc/resolv.conf`, both read-only;
 2. bind-mounts every volume at its `mountPath` (`readOnly` remounts it read-only); the mount
    points were created by the daemon beforehand;
 3. with `readOnlyRootFilesystem`, remounts `/` read-only in this namespace only;
@@ -59,10 +61,23 @@ def _ensure_target(source: str, target: str) -> None:
         open(target, "a").close()
 
 
+def _in_own_mount_namespace() -> bool:
+    try:
+        return os.readlink("/proc/self/ns/mnt") != os.readlink(f"/proc/{os.getppid()}/ns/mnt")
+    except OSError:
+        return False
+
+
 def apply(spec: dict[str, object]) -> None:
+    if not _in_own_mount_namespace():
+        # Never mount over this machine's own /etc/hosts or paths.
+        raise OSError(1, "refusing to run outside a private mount namespace (use unshare --mount)")
     hosts = str(spec.get("hosts_file") or "")
     if hosts:
         bind(hosts, "/etc/hosts", True)
+        resolv = os.path.join(os.path.dirname(hosts), "resolv.conf")
+        if os.path.exists(resolv) and os.path.exists("/etc/resolv.conf"):
+            bind(resolv, "/etc/resolv.conf", True)
     for mount in spec.get("mounts") or []:  # type: ignore[attr-defined]
         _ensure_target(str(mount["source"]), str(mount["target"]))
         bind(str(mount["source"]), str(mount["target"]), bool(mount.get("read_only")))

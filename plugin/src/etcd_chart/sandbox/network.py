@@ -4,6 +4,13 @@ The /24 is derived from a hash of the state dir's path and taken only when no so
 machine listens on any address in it (read from /proc/net/tcp), so two sandboxes never share one.
 `.1` is the fake Kubernetes API, pods get `.10` upwards and keep their address while they exist
 (a pod that comes back gets the same one, which makes logs easier to read; nothing relies on it).
+
+All pods share this machine's loopback interface, where the kernel would give every connection
+between them the source address 127.0.0.1. etcd's peer TLS check wants the remote address to be
+one that a name in the peer's certificate resolves to, so each pod address gets a `local` /32
+route with itself as the source (`ip route replace local A/32 dev lo src A table local`):
+a connection to a pod leaves from that pod's own address, which the (shared) peer certificate's
+names resolve to. The routes are removed when the address is released and by `down`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import errno
 import hashlib
 import os
 import socket
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,12 +96,17 @@ class HostEntry:
 class Network:
     """The state dir's /24, the pods' addresses, and the hosts file every pod sees as /etc/hosts."""
 
-    def __init__(self, record: Path, hosts_file: Path, subnet: str | None = None):
+    def __init__(
+        self, record: Path, hosts_file: Path, subnet: str | None = None, routes: bool = True
+    ):
+        self.manage_routes = routes
         self.record = record
         self.hosts_file = hosts_file
         data = read_json(record, {}) or {}
         self.subnet: str = subnet or data.get("subnet", "")
         self.addresses: dict[str, str] = dict(data.get("addresses", {}))
+        self.routes: list[str] = list(data.get("routes", []))
+        self.route_error = ""
 
     def choose(self, state_dir: Path) -> None:
         if not self.subnet:
@@ -101,7 +114,9 @@ class Network:
         self.save()
 
     def save(self) -> None:
-        write_json(self.record, {"subnet": self.subnet, "addresses": self.addresses})
+        write_json(
+            self.record, {"subnet": self.subnet, "addresses": self.addresses, "routes": self.routes}
+        )
 
     @property
     def api_address(self) -> str:
@@ -110,22 +125,58 @@ class Network:
     def address_for(self, key: str) -> str:
         """The address of pod `key` (`ns/name`), allocated on first use."""
         if key in self.addresses:
+            if self.addresses[key] not in self.routes:
+                self.add_route(self.addresses[key])
+                self.save()
             return self.addresses[key]
         used = set(self.addresses.values())
         for host in range(FIRST_POD_HOST, LAST_POD_HOST + 1):
             candidate = f"{self.subnet}.{host}"
             if candidate not in used:
                 self.addresses[key] = candidate
+                self.add_route(candidate)
                 self.save()
                 return candidate
         raise AddressInUse(f"no address left in {self.subnet}.0/24 for pod {key}")
 
     def release(self, key: str) -> None:
-        if self.addresses.pop(key, None) is not None:
+        address = self.addresses.pop(key, None)
+        if address is not None:
+            self.remove_route(address)
             self.save()
 
+    def add_route(self, address: str) -> None:
+        if address in self.routes or not self.manage_routes:
+            return
+        result = _ip(
+            "route",
+            "replace",
+            "local",
+            f"{address}/32",
+            "dev",
+            "lo",
+            "src",
+            address,
+            "table",
+            "local",
+        )
+        if result:
+            self.route_error = result
+        else:
+            self.routes.append(address)
+
+    def remove_route(self, address: str) -> None:
+        if address in self.routes:
+            _ip("route", "del", "local", f"{address}/32", "dev", "lo", "table", "local")
+            self.routes.remove(address)
+
+    def remove_routes(self) -> None:
+        for address in list(self.routes):
+            self.remove_route(address)
+        self.save()
+
     def write_hosts(self, entries: list[HostEntry]) -> None:
-        """Rewrite the hosts file in place (same inode), so every bind mount of it sees the change."""
+        """Rewrite the hosts file in place (same inode): every bind mount of it sees the change."""
         text = render_hosts(entries)
         self.hosts_file.parent.mkdir(parents=True, exist_ok=True)
         data = text.encode()
@@ -145,6 +196,17 @@ class Network:
             os.close(fd)
 
 
+def _ip(*args: str) -> str:
+    """Run `ip ARGS`; returns the error, or "" on success."""
+    try:
+        result = subprocess.run(
+            ["ip", *args], capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return str(err)
+    return "" if result.returncode == 0 else (result.stderr.strip() or f"exit {result.returncode}")
+
+
 def render_hosts(entries: list[HostEntry]) -> str:
     lines = [
         "# written by etcd-chart sandbox: every pod and Service of this sandbox",
@@ -161,7 +223,12 @@ def render_hosts(entries: list[HostEntry]) -> str:
 
 
 def service_names(service: str, namespace: str, domain: str) -> list[str]:
-    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.{domain}"]
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.{domain}",
+    ]
 
 
 def pod_names(pod: str, subdomain: str, namespace: str, domain: str) -> list[str]:

@@ -27,7 +27,13 @@ Lookup = Callable[[str, str, str], "dict[str, Any] | None"]  # (kind, namespace,
 
 ETCD_PROGRAMS = ("etcd", "etcdctl", "etcdutl")
 PYTHON_REPOSITORIES = ("python", "library/python", "docker.io/library/python")
-PYTHON_COMMANDS = ("python", "python3", "/usr/local/bin/python", "/usr/local/bin/python3", "/usr/bin/python3")
+PYTHON_COMMANDS = (
+    "python",
+    "python3",
+    "/usr/local/bin/python",
+    "/usr/local/bin/python3",
+    "/usr/bin/python3",
+)
 IMAGE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -79,7 +85,7 @@ def parse_quantity(value: Any) -> Decimal:
 
 
 def expand(text: str, env: dict[str, str]) -> str:
-    """Kubernetes `$(VAR)` expansion: `$$` is a literal `$`, undefined references stay as written."""
+    """Kubernetes `$(VAR)` expansion: `$$` is a literal `$`, undefined references stay as is."""
     out: list[str] = []
     i = 0
     while i < len(text):
@@ -319,13 +325,19 @@ def _field_value(ctx: PodContext, path: str, where: str) -> str:
     raise Unsupported(f"{where}: fieldRef.fieldPath {path!r} is not supported by the sandbox")
 
 
-def _resource_value(ctx: PodContext, ref: dict[str, Any], container: dict[str, Any], where: str) -> str:
+def _resource_value(
+    ctx: PodContext, ref: dict[str, Any], container: dict[str, Any], where: str
+) -> str:
     target = container
     if ref.get("containerName"):
-        everything = list(ctx.spec.get("initContainers") or []) + list(ctx.spec.get("containers") or [])
+        everything = list(ctx.spec.get("initContainers") or []) + list(
+            ctx.spec.get("containers") or []
+        )
         named = [c for c in everything if c.get("name") == ref["containerName"]]
         if not named:
-            raise Unsupported(f"{where}: resourceFieldRef.containerName {ref['containerName']!r} not found")
+            raise Unsupported(
+                f"{where}: resourceFieldRef.containerName {ref['containerName']!r} not found"
+            )
         target = named[0]
     resource = str(ref.get("resource", ""))
     section, _, name = resource.partition(".")
@@ -369,7 +381,9 @@ def _object_data(obj: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
-def _fetch(ctx: PodContext, kind: str, name: str, optional: bool, where: str) -> dict[str, bytes] | None:
+def _fetch(
+    ctx: PodContext, kind: str, name: str, optional: bool, where: str
+) -> dict[str, bytes] | None:
     obj = ctx.lookup(kind, ctx.namespace, name)
     if obj is None:
         if optional:
@@ -400,14 +414,19 @@ def container_env(ctx: PodContext, container: dict[str, Any], where: str) -> dic
             ref = source.get(key)
             if ref is None:
                 continue
-            data = _fetch(ctx, kind, str(ref.get("name", "")), bool(ref.get("optional")), f"{where}: envFrom")
+            data = _fetch(
+                ctx, kind, str(ref.get("name", "")), bool(ref.get("optional")), f"{where}: envFrom"
+            )
             for name, value in (data or {}).items():
                 env[prefix + name] = value.decode(errors="replace")
     for index, item in enumerate(container.get("env") or []):
         name = str(item.get("name", ""))
         place = f"{where}: env[{name or index}]"
         if "value" in item or "valueFrom" not in item:
-            env[name] = expand(str(item.get("value", "") if item.get("value") is not None else ""), {**service_env(ctx.api), **env})
+            env[name] = expand(
+                str(item.get("value", "") if item.get("value") is not None else ""),
+                {**service_env(ctx.api), **env},
+            )
             continue
         value_from = item["valueFrom"] or {}
         if "fieldRef" in value_from:
@@ -426,10 +445,14 @@ def container_env(ctx: PodContext, container: dict[str, Any], where: str) -> dic
             if data is None or key not in data:
                 if optional:
                     continue
-                raise MissingObject(f"{place}: key {key!r} not found in {kind} {ctx.namespace}/{ref.get('name')}")
+                raise MissingObject(
+                    f"{place}: key {key!r} not found in {kind} {ctx.namespace}/{ref.get('name')}"
+                )
             env[name] = data[key].decode(errors="replace")
         else:
-            raise Unsupported(f"{place}: valueFrom {sorted(value_from)} is not supported by the sandbox")
+            raise Unsupported(
+                f"{place}: valueFrom {sorted(value_from)} is not supported by the sandbox"
+            )
     return env
 
 
@@ -447,7 +470,14 @@ class Mount:
         return {"source": self.source, "target": self.target, "read_only": self.read_only}
 
 
-SUPPORTED_VOLUMES = ("emptyDir", "configMap", "secret", "projected", "downwardAPI", "persistentVolumeClaim")
+SUPPORTED_VOLUMES = (
+    "emptyDir",
+    "configMap",
+    "secret",
+    "projected",
+    "downwardAPI",
+    "persistentVolumeClaim",
+)
 
 
 def _volume_type(volume: dict[str, Any]) -> str:
@@ -469,7 +499,11 @@ def _write_file(path: Path, data: bytes, mode: int, group: int | None) -> None:
 
 
 def _project_keys(
-    data: dict[str, bytes], items: list[dict[str, Any]] | None, default_mode: int, where: str, optional: bool
+    data: dict[str, bytes],
+    items: list[dict[str, Any]] | None,
+    default_mode: int,
+    where: str,
+    optional: bool,
 ) -> list[tuple[str, bytes, int]]:
     if not items:
         return [(key, value, default_mode) for key, value in sorted(data.items())]
@@ -484,7 +518,9 @@ def _project_keys(
     return out
 
 
-def _downward_files(ctx: PodContext, items: list[dict[str, Any]], default_mode: int, where: str) -> list[tuple[str, bytes, int]]:
+def _downward_files(
+    ctx: PodContext, items: list[dict[str, Any]], default_mode: int, where: str
+) -> list[tuple[str, bytes, int]]:
     out = []
     containers = list(ctx.spec.get("containers") or [{}])
     for item in items:
@@ -494,13 +530,18 @@ def _downward_files(ctx: PodContext, items: list[dict[str, Any]], default_mode: 
         elif "resourceFieldRef" in item:
             value = _resource_value(ctx, item["resourceFieldRef"], containers[0], where)
         else:
-            raise Unsupported(f"{where}: downwardAPI item {item.get('path')!r} has neither fieldRef nor resourceFieldRef")
+            raise Unsupported(
+                f"{where}: downwardAPI item {item.get('path')!r} has neither fieldRef "
+                "nor resourceFieldRef"
+            )
         out.append((str(item.get("path", "")), value.encode(), mode))
     return out
 
 
-def volume_files(ctx: PodContext, volume: dict[str, Any], where: str) -> list[tuple[str, bytes, int]] | None:
-    """The files of a ConfigMap/Secret/projected/downwardAPI volume, or None for a directory volume."""
+def volume_files(
+    ctx: PodContext, volume: dict[str, Any], where: str
+) -> list[tuple[str, bytes, int]] | None:
+    """The files of a ConfigMap/Secret/projected/downwardAPI volume; None for a directory."""
     kind = _volume_type(volume)
     source = volume.get(kind) or {}
     default_mode = int(source.get("defaultMode", 0o644))
@@ -509,7 +550,13 @@ def volume_files(ctx: PodContext, volume: dict[str, Any], where: str) -> list[tu
         object_kind = "ConfigMap" if kind == "configMap" else "Secret"
         optional = bool(source.get("optional"))
         data = _fetch(ctx, object_kind, name, optional, where)
-        return _project_keys(data or {}, source.get("items"), default_mode, f"{where}: {object_kind} {name}", optional)
+        return _project_keys(
+            data or {},
+            source.get("items"),
+            default_mode,
+            f"{where}: {object_kind} {name}",
+            optional,
+        )
     if kind == "downwardAPI":
         return _downward_files(ctx, list(source.get("items") or []), default_mode, where)
     if kind == "projected":
@@ -518,18 +565,30 @@ def volume_files(ctx: PodContext, volume: dict[str, Any], where: str) -> list[tu
             place = f"{where}.sources[{index}]"
             if "serviceAccountToken" in entry:
                 token = entry["serviceAccountToken"] or {}
-                files.append((str(token.get("path", "token")), ctx.api.token.encode(), default_mode))
+                files.append(
+                    (str(token.get("path", "token")), ctx.api.token.encode(), default_mode)
+                )
             elif "configMap" in entry or "secret" in entry:
                 sub_kind = "configMap" if "configMap" in entry else "secret"
                 ref = entry[sub_kind] or {}
                 object_kind = "ConfigMap" if sub_kind == "configMap" else "Secret"
                 optional = bool(ref.get("optional"))
                 data = _fetch(ctx, object_kind, str(ref.get("name", "")), optional, place)
-                files += _project_keys(data or {}, ref.get("items"), default_mode, f"{place}: {object_kind} {ref.get('name')}", optional)
+                files += _project_keys(
+                    data or {},
+                    ref.get("items"),
+                    default_mode,
+                    f"{place}: {object_kind} {ref.get('name')}",
+                    optional,
+                )
             elif "downwardAPI" in entry:
-                files += _downward_files(ctx, list((entry["downwardAPI"] or {}).get("items") or []), default_mode, place)
+                files += _downward_files(
+                    ctx, list((entry["downwardAPI"] or {}).get("items") or []), default_mode, place
+                )
             else:
-                raise Unsupported(f"{place}: projected source {sorted(entry)} is not supported by the sandbox")
+                raise Unsupported(
+                    f"{place}: projected source {sorted(entry)} is not supported by the sandbox"
+                )
         return files
     return None
 
@@ -567,7 +626,11 @@ def materialize_volumes(
 def _give_to_group(path: Path, group: int) -> None:
     """What kubelet does for fsGroup: the group owns the volume, group-writable, setgid dirs."""
     for root, dirs, files in os.walk(path):
-        for entry in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)]:
+        for entry in [
+            root,
+            *(os.path.join(root, d) for d in dirs),
+            *(os.path.join(root, f) for f in files),
+        ]:
             info = os.lstat(entry)
             if stat.S_ISLNK(info.st_mode):
                 continue
@@ -576,7 +639,9 @@ def _give_to_group(path: Path, group: int) -> None:
             os.chmod(entry, stat.S_IMODE(info.st_mode) | extra)
 
 
-def container_mounts(where: str, container: dict[str, Any], volumes: dict[str, Path]) -> list[Mount]:
+def container_mounts(
+    where: str, container: dict[str, Any], volumes: dict[str, Path]
+) -> list[Mount]:
     mounts: list[Mount] = []
     for mount in container.get("volumeMounts") or []:
         name = str(mount.get("name", ""))
@@ -588,7 +653,9 @@ def container_mounts(where: str, container: dict[str, Any], volumes: dict[str, P
             source = source / sub_path
             if not source.exists():
                 source.mkdir(parents=True, exist_ok=True)
-        mounts.append(Mount(str(source), str(mount.get("mountPath", "")), bool(mount.get("readOnly"))))
+        mounts.append(
+            Mount(str(source), str(mount.get("mountPath", "")), bool(mount.get("readOnly")))
+        )
     mounts.sort(key=lambda m: m.target.count("/"))
     return mounts
 
@@ -640,7 +707,9 @@ def parse_probe(where: str, probe: dict[str, Any], container: dict[str, Any]) ->
             path=str(http.get("path", "/")),
             scheme=str(http.get("scheme", "HTTP")).upper(),
             host=str(http.get("host", "")),
-            headers={str(h.get("name")): str(h.get("value")) for h in http.get("httpHeaders") or []},
+            headers={
+                str(h.get("name")): str(h.get("value")) for h in http.get("httpHeaders") or []
+            },
             **common,  # type: ignore[arg-type]
         )
     if "tcpSocket" in probe:
@@ -651,9 +720,10 @@ def parse_probe(where: str, probe: dict[str, Any], container: dict[str, Any]) ->
             host=str(tcp.get("host", "")),
             **common,  # type: ignore[arg-type]
         )
-    kinds = sorted(k for k in ("exec", "grpc") if k in probe) or sorted(probe)
+    kinds: list[str] = [k for k in ("exec", "grpc") if k in probe] or sorted(probe)
     raise Unsupported(
-        f"{where}: {'/'.join(kinds)} probes cannot be run by the sandbox (httpGet and tcpSocket only)"
+        f"{where}: {'/'.join(kinds)} probes cannot be run by the sandbox "
+        "(httpGet and tcpSocket only)"
     )
 
 
@@ -715,7 +785,9 @@ class ContainerSpec:
             "mounts": [m.as_dict() for m in self.mounts],
             "read_only_root": self.security.read_only_root,
             "uid": self.security.uid,
-            "gid": self.security.gid if self.security.gid is not None else (0 if self.security.uid is not None else None),
+            "gid": self.security.gid
+            if self.security.gid is not None
+            else (0 if self.security.uid is not None else None),
             "groups": self.security.groups,
             "no_new_privs": self.security.no_new_privs,
             "cwd": self.working_dir or "/",
@@ -756,16 +828,24 @@ def build_container(
     }
     for key, value in list(env.items()):
         if key.startswith("ETCD_LISTEN_"):
-            env[key] = rewrite_listeners(f"{where}: env {key}", [f"--{key[5:].lower().replace('_', '-')}={value}"], ctx.address)[0].split("=", 1)[1]
+            env[key] = rewrite_listeners(
+                f"{where}: env {key}",
+                [f"--{key[5:].lower().replace('_', '-')}={value}"],
+                ctx.address,
+            )[0].split("=", 1)[1]
     command = [expand(str(c), env) for c in container.get("command") or []]
     args = [expand(str(a), env) for a in container.get("args") or []]
     gids = set(security.groups) | ({security.gid} if security.gid is not None else {0})
-    argv = program_argv(where, str(container.get("image", "")), command, args, tools, security.uid, gids)
+    argv = program_argv(
+        where, str(container.get("image", "")), command, args, tools, security.uid, gids
+    )
     argv = [argv[0], *rewrite_listeners(where, argv[1:], ctx.address)]
     probes = {}
     for key in ("startupProbe", "readinessProbe", "livenessProbe"):
         if container.get(key):
-            probes[key.removesuffix("Probe")] = parse_probe(f"{where}: {key}", container[key], container)
+            probes[key.removesuffix("Probe")] = parse_probe(
+                f"{where}: {key}", container[key], container
+            )
     ports = {
         str(p.get("name") or p.get("containerPort")): int(p["containerPort"])
         for p in container.get("ports") or []
@@ -796,7 +876,9 @@ _UNSUPPORTED_POD_FIELDS = {
 }
 
 
-def check_template(where: str, template: dict[str, Any], tools: Tools, lookup_config: Lookup, namespace: str) -> list[str]:
+def check_template(
+    where: str, template: dict[str, Any], tools: Tools, lookup_config: Lookup, namespace: str
+) -> list[str]:
     """Every reason the sandbox cannot run pods of this template (empty: it can)."""
     errors: list[str] = []
     spec = template.get("spec") or {}
@@ -807,17 +889,19 @@ def check_template(where: str, template: dict[str, Any], tools: Tools, lookup_co
         kind = _volume_type(volume)
         if kind not in SUPPORTED_VOLUMES:
             errors.append(
-                f"{where}: spec.template.spec.volumes[{volume.get('name')}]: {kind} volumes cannot be "
-                f"emulated (the sandbox supports {', '.join(SUPPORTED_VOLUMES)} and volumeClaimTemplates)"
+                f"{where}: spec.template.spec.volumes[{volume.get('name')}]: {kind} volumes "
+                f"cannot be emulated (the sandbox supports {', '.join(SUPPORTED_VOLUMES)} "
+                "and volumeClaimTemplates)"
             )
     volume_names = {str(v.get("name")) for v in spec.get("volumes") or []}
-    for role, container in containers_of(spec):
+    for _, container in containers_of(spec):
         name = container.get("name")
         place = f"{where}: container {name}"
         image = str(container.get("image", ""))
         if image_kind(image) is None:
             errors.append(
-                f"{place}: image {image!r} has no local program in the sandbox (it runs etcd images "
+                f"{place}: image {image!r} has no local program in the sandbox "
+                "(it runs etcd images "
                 "such as gcr.io/etcd-development/etcd and Python images such as python:3.12)"
             )
         else:
@@ -834,7 +918,9 @@ def check_template(where: str, template: dict[str, Any], tools: Tools, lookup_co
                 errors.append(str(err))
         if container.get("lifecycle"):
             hooks = sorted(container["lifecycle"])
-            errors.append(f"{place}: lifecycle {'/'.join(hooks)} hooks cannot be run by the sandbox")
+            errors.append(
+                f"{place}: lifecycle {'/'.join(hooks)} hooks cannot be run by the sandbox"
+            )
         for mount in container.get("volumeMounts") or []:
             if mount.get("name") not in volume_names:
                 errors.append(f"{place}: volumeMounts[{mount.get('name')}]: no such volume")
@@ -843,11 +929,21 @@ def check_template(where: str, template: dict[str, Any], tools: Tools, lookup_co
             if "fieldRef" in value_from:
                 path = str(value_from["fieldRef"].get("fieldPath", ""))
                 ok = path in (
-                    "metadata.name", "metadata.namespace", "metadata.uid", "status.podIP", "status.podIPs",
-                    "status.hostIP", "status.hostIPs", "spec.nodeName", "spec.serviceAccountName",
+                    "metadata.name",
+                    "metadata.namespace",
+                    "metadata.uid",
+                    "status.podIP",
+                    "status.podIPs",
+                    "status.hostIP",
+                    "status.hostIPs",
+                    "spec.nodeName",
+                    "spec.serviceAccountName",
                 ) or re.match(r"^metadata\.(labels|annotations)\[['\"].+['\"]\]$", path)
                 if not ok:
-                    errors.append(f"{place}: env[{env.get('name')}]: fieldRef.fieldPath {path!r} is not supported by the sandbox")
+                    errors.append(
+                        f"{place}: env[{env.get('name')}]: fieldRef.fieldPath {path!r} "
+                        "is not supported by the sandbox"
+                    )
     return errors
 
 

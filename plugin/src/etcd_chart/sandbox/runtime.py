@@ -6,7 +6,7 @@
 - `restartPolicy: Always` restarts an exited container after a back-off of 1 s, doubling up to
   10 s (kubelet: 10 s up to 5 min; the sandbox is for finding out quickly). The back-off is reset
   once a container has run for 30 s.
-- startup and readiness probes are tried every 0.2 s until they first pass, whatever
+- startup and readiness probes are tried every 0.1 s until they first pass, whatever
   `initialDelaySeconds` and `periodSeconds` say, so a pod is Ready as soon as it really is; the
   startup probe keeps its whole budget (`initialDelaySeconds + failureThreshold x periodSeconds`).
   After that, readiness and liveness run with the declared period and thresholds, and liveness
@@ -43,7 +43,7 @@ BACKOFF_START = 1.0
 BACKOFF_CAP = 10.0
 BACKOFF_RESET_AFTER = 30.0
 GRACE_CAP = 10.0
-FAST_PROBE = 0.2
+FAST_PROBE = 0.1
 TICK = 0.05
 
 
@@ -87,7 +87,9 @@ def run_probe(probe: Probe, address: str) -> bool:
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-            connection = http.client.HTTPSConnection(host, probe.port, timeout=timeout, context=context)
+            connection = http.client.HTTPSConnection(
+                host, probe.port, timeout=timeout, context=context
+            )
         else:
             connection = http.client.HTTPConnection(host, probe.port, timeout=timeout)
         try:
@@ -124,7 +126,11 @@ class Container:
         return self.proc is not None and self.proc.poll() is None
 
     def status(self) -> dict[str, Any]:
-        state = "running" if self.running else ("terminated" if self.finished or self.exit_code is not None else "waiting")
+        state = (
+            "running"
+            if self.running
+            else ("terminated" if self.finished or self.exit_code is not None else "waiting")
+        )
         return {
             "role": self.spec.role,
             "state": state,
@@ -140,7 +146,7 @@ class Container:
 
 @dataclass
 class Pod:
-    """One pod: created by a controller, run by its own thread until deleted (or finished, for Jobs)."""
+    """One pod: created by a controller, run by its own thread until deleted (or, Jobs, done)."""
 
     host: Host
     name: str
@@ -165,7 +171,9 @@ class Pod:
         self._thread = threading.Thread(target=self._run, name=f"pod-{self.name}", daemon=True)
         self.spec: dict[str, Any] = self.template.get("spec") or {}
         metadata = self.template.get("metadata") or {}
-        self.labels: dict[str, str] = {str(k): str(v) for k, v in (metadata.get("labels") or {}).items()}
+        self.labels: dict[str, str] = {
+            str(k): str(v) for k, v in (metadata.get("labels") or {}).items()
+        }
         self.annotations: dict[str, str] = {
             str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()
         }
@@ -221,9 +229,13 @@ class Pod:
 
     def signal(self, container_name: str | None, signum: int) -> str:
         with self._lock:
-            container = self.containers.get(container_name) if container_name else self.main_container()
+            container = (
+                self.containers.get(container_name) if container_name else self.main_container()
+            )
             if container is None or not container.running or container.proc is None:
-                raise LookupError(f"pod {self.key}: container {container_name or '(main)'} is not running")
+                raise LookupError(
+                    f"pod {self.key}: container {container_name or '(main)'} is not running"
+                )
             signal_group(container.proc.pid, signum)
             return container.spec.name
 
@@ -274,7 +286,9 @@ class Pod:
             self.host.ensure_mountpoints(spec.mounts)
             launch_file = self.dir / "launch" / f"{spec.name}.json"
             launch_file.parent.mkdir(parents=True, exist_ok=True)
-            launch_file.write_text(json.dumps(spec.launch_spec(self.hostname or self.name, hosts), indent=1))
+            launch_file.write_text(
+                json.dumps(spec.launch_spec(self.hostname or self.name, hosts), indent=1)
+            )
             log = self.host.state.log_file(self.namespace, self.name, spec.name)
             log.parent.mkdir(parents=True, exist_ok=True)
             containers.append(Container(spec=spec, log=log, launch_file=launch_file))
@@ -299,7 +313,12 @@ class Pod:
             try:
                 containers = self._prepare()
                 break
-            except (podspec.Unsupported, podspec.MissingObject, podspec.ToolMissing, OSError) as err:
+            except (
+                podspec.Unsupported,
+                podspec.MissingObject,
+                podspec.ToolMissing,
+                OSError,
+            ) as err:
                 self.error = str(err)
                 self.host.event(f"pod {self.key}: cannot create containers: {err}")
                 self.host.changed()
@@ -363,8 +382,16 @@ class Pod:
         with open(container.log, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603 - argv built by the sandbox
                 [
-                    "unshare", "--mount", "--uts", "--propagation", "private", "--",
-                    sys.executable, "-m", "etcd_chart.sandbox.launch", str(container.launch_file),
+                    "unshare",
+                    "--mount",
+                    "--uts",
+                    "--propagation",
+                    "private",
+                    "--",
+                    sys.executable,
+                    "-m",
+                    "etcd_chart.sandbox.launch",
+                    str(container.launch_file),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -383,7 +410,9 @@ class Pod:
         self.host.record_process(f"{self.key}/{container.spec.name}", proc.pid)
         if container.spec.role != "init":
             threading.Thread(
-                target=self._probe_loop, args=(container, container.generation), daemon=True,
+                target=self._probe_loop,
+                args=(container, container.generation),
+                daemon=True,
                 name=f"probe-{self.name}-{container.spec.name}",
             ).start()
         self.host.changed()
@@ -410,15 +439,21 @@ class Pod:
                 if proc is not None and container.exit_code is None and proc.poll() is not None:
                     code = proc.returncode
                     self._exited(container, code)
-                    restart = container.spec.role == "sidecar" or self.restart_policy == "Always" or (
-                        self.restart_policy == "OnFailure" and code != 0
+                    restart = (
+                        container.spec.role == "sidecar"
+                        or self.restart_policy == "Always"
+                        or (self.restart_policy == "OnFailure" and code != 0)
                     )
                     if restart:
                         container.restarts += 1
                         container.next_start = now + self._next_backoff(container)
                     else:
                         container.finished = True
-                elif proc is not None and container.exit_code is not None and now >= container.next_start:
+                elif (
+                    proc is not None
+                    and container.exit_code is not None
+                    and now >= container.next_start
+                ):
                     self._launch(container)
             if mains and all(c.finished for c in mains):
                 failed = any(c.exit_code for c in mains)
@@ -472,13 +507,17 @@ class Pod:
                 if run_probe(startup, self.address):
                     break
                 if time.monotonic() - started_at > budget:
-                    self.host.event(f"pod {self.key}: container {container.spec.name} failed its startup probe; restarting")
+                    self.host.event(
+                        f"pod {self.key}: container {container.spec.name} "
+                        "failed its startup probe; restarting"
+                    )
                     self._restart_container(container, "StartupProbeFailed")
                     return
                 if not sleep(FAST_PROBE):
                     return
         if not current():
             return
+        self.host.event(f"pod {self.key}: container {container.spec.name} started")
         with self._lock:
             container.started = True
             if "readiness" not in probes:
@@ -500,6 +539,7 @@ class Pod:
                 if not before and ready_ok >= readiness.success_threshold:
                     container.ready = True
                     ever_ready = True
+                    self.host.event(f"pod {self.key}: container {container.spec.name} ready")
                 elif before and ready_fail >= readiness.failure_threshold:
                     container.ready = False
                 if container.ready != before:
@@ -509,7 +549,10 @@ class Pod:
                 ok = run_probe(liveness, self.address)
                 live_fail = 0 if ok else live_fail + 1
                 if live_fail >= liveness.failure_threshold:
-                    self.host.event(f"pod {self.key}: container {container.spec.name} failed its liveness probe; restarting")
+                    self.host.event(
+                        f"pod {self.key}: container {container.spec.name} "
+                        "failed its liveness probe; restarting"
+                    )
                     self._restart_container(container, "LivenessProbeFailed")
                     return
                 next_live = time.monotonic() + liveness.period

@@ -7,6 +7,7 @@ STATE/
   processes.json        every process the sandbox started: pid and kernel start time
   network.json          the /24 this state dir uses and each pod's address
   hosts                 the sandbox-wide hosts file, bind-mounted over /etc/hosts in every pod
+  resolv.conf           bind-mounted over /etc/resolv.conf: no DNS server outside the sandbox
   kubeconfig, api/      the fake Kubernetes API: kubeconfig, CA, token, persisted objects
   release.json          the last applied manifest (objects and hooks)
   status.json           pods, addresses, client URLs, readiness, restarts, TLS client files
@@ -73,6 +74,7 @@ class StateDir:
             "processes": "processes.json",
             "network": "network.json",
             "hosts": "hosts",
+            "resolv_conf": "resolv.conf",
             "kubeconfig": "kubeconfig",
             "api_dir": "api",
             "release": "release.json",
@@ -171,7 +173,7 @@ def kill_recorded(record: ProcessRecord, grace: float = 10.0) -> list[str]:
 
 
 def signal_group(pid: int, signum: int) -> None:
-    """Signal the process group `pid` leads (each container runs in its own session), else the pid."""
+    """Signal the process group `pid` leads (each container has its own session), else pid."""
     try:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):

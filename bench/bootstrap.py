@@ -1,0 +1,186 @@
+"""Bootstrap time: `etcd-chart sandbox up` until every member is Ready, vs etcd started by hand.
+
+For 3 and 5 members, interleaved over N runs, it measures
+
+- sandbox: the wall time of `etcd-chart sandbox up` (render with Helm and the post-renderer,
+  daemon and fake API start, init containers, etcd, probes) until it returns with every pod Ready;
+- by hand: the same etcd binary started directly with static flags (one loopback address per
+  member, the same ports and cluster size), until every member's `/readyz` answers 200;
+
+and prints the medians, their ratio (goal: at most 1.5) and the sandbox daemon's peak resident
+memory (VmHWM). Usage: `python bench/bootstrap.py [--runs 5] [--members 3 5] [--manifest FILE]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+from etcd_chart.helm import find_tool
+
+REPO = Path(__file__).resolve().parents[1]
+SANDBOX = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=0.5) as response:  # noqa: S310 - loopback only
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def by_hand(members: int, work: Path, subnet: str) -> float:
+    """Seconds from starting `members` etcd processes until every /readyz answers 200."""
+    etcd = find_tool("etcd")
+    names = [f"m{i}" for i in range(members)]
+    addresses = [f"{subnet}.{10 + i}" for i in range(members)]
+    cluster = ",".join(f"{n}=http://{a}:2380" for n, a in zip(names, addresses, strict=True))
+    processes = []
+    start = time.monotonic()
+    try:
+        for name, address in zip(names, addresses, strict=True):
+            processes.append(
+                subprocess.Popen(  # noqa: S603
+                    [
+                        etcd,
+                        f"--name={name}",
+                        f"--data-dir={work / name}",
+                        f"--listen-peer-urls=http://{address}:2380",
+                        f"--listen-client-urls=http://{address}:2379",
+                        f"--listen-metrics-urls=http://{address}:8080",
+                        f"--initial-advertise-peer-urls=http://{address}:2380",
+                        f"--advertise-client-urls=http://{address}:2379",
+                        f"--initial-cluster={cluster}",
+                        "--initial-cluster-state=new",
+                        "--initial-cluster-token=bench",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        pending = [f"http://{a}:8080/readyz" for a in addresses]
+        while pending:
+            pending = [url for url in pending if not _ready(url)]
+            if pending:
+                time.sleep(0.05)
+        return time.monotonic() - start
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _first_event(log: Path, marker: str, day_start: float) -> float | None:
+    """Wall-clock time of the first daemon.log line with `marker` (lines start HH:MM:SS.mmm)."""
+    for line in log.read_text().splitlines():
+        if marker in line:
+            hours, minutes, seconds = line.split(" ", 1)[0].split(":")
+            return day_start + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
+
+
+def in_sandbox(members: int, work: Path, source: list[str]) -> tuple[float, int, float]:
+    """Seconds `sandbox up` takes until every pod is Ready, the daemon's peak RSS in KiB, and
+    the seconds from the command's start until the first pod was created (render, daemon, API)."""
+    state = work / "state"
+    command = [*SANDBOX, "up", *source, "--set", f"replicas={members}", "--state-dir", str(state)]
+    if source[0] == "--manifest":
+        command = [*SANDBOX, "up", *source, "--state-dir", str(state)]
+    wall_start = time.time()
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    elapsed = time.monotonic() - start
+    try:
+        if result.returncode != 0:
+            raise SystemExit(f"sandbox up failed ({result.returncode}):\n{result.stderr}")
+        pid = int((state / "daemon.pid").read_text())
+        local = time.localtime(wall_start)
+        day_start = wall_start - (
+            local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec + wall_start % 1
+        )
+        created = _first_event(state / "daemon.log", ": created at ", day_start)
+        return elapsed, _peak_rss_kib(pid), (created - wall_start) if created else float("nan")
+    finally:
+        subprocess.run(
+            [*SANDBOX, "down", "--purge", "--state-dir", str(state)],
+            capture_output=True,
+            check=False,
+        )  # noqa: S603
+
+
+def _manifest_for(members: int, manifest: str, work: Path) -> list[str]:
+    text = Path(manifest).read_text().replace("replicas: 3", f"replicas: {members}")
+    path = work / f"manifest-{members}.yaml"
+    path.write_text(text)
+    return ["--manifest", str(path)]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--members", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--chart", default=str(REPO / "chart"))
+    parser.add_argument(
+        "--manifest", help="boot this manifest (replicas: 3 is replaced) instead of the chart"
+    )
+    parser.add_argument("--subnet", default="127.199.42", help="/24 for the etcd started by hand")
+    args = parser.parse_args(argv)
+    print(
+        f"{'members':>7} {'sandbox s':>10} {'by hand s':>10} {'ratio':>6} {'daemon peak RSS':>16} "
+        f"{'before pods s':>14}"
+    )
+    worst = 0.0
+    for members in args.members:
+        sandbox_times: list[float] = []
+        hand_times: list[float] = []
+        peaks: list[int] = []
+        before_pods: list[float] = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="bench-bootstrap-") as tmp:
+                work = Path(tmp)
+                hand_times.append(by_hand(members, work / "hand", args.subnet))
+                shutil.rmtree(work / "hand", ignore_errors=True)
+                source = (
+                    _manifest_for(members, args.manifest, work) if args.manifest else [args.chart]
+                )
+                elapsed, peak, before = in_sandbox(members, work, source)
+                sandbox_times.append(elapsed)
+                peaks.append(peak)
+                before_pods.append(before)
+        sandbox_median = statistics.median(sandbox_times)
+        hand_median = statistics.median(hand_times)
+        ratio = sandbox_median / hand_median
+        worst = max(worst, ratio)
+        print(
+            f"{members:>7} {sandbox_median:>10.2f} {hand_median:>10.2f} {ratio:>6.2f} "
+            f"{max(peaks) / 1024:>12.1f} MiB {statistics.median(before_pods):>14.2f}"
+        )
+    print(f"worst ratio {worst:.2f} (goal <= 1.5), medians of {args.runs} interleaved runs")
+    print("before pods: from the command's start until the first pod exists (helm template,")
+    print("daemon and fake API start, the post-renderer against the fake API, validation, hooks)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""`etcd-chart post-render`: rendered manifests on stdin, the filled-in stream on stdout.
+
+Exit 0 with the stream on stdout; 1 when the input is invalid (every problem on stderr, nothing on
+stdout); 2 when it could not run (an unreadable kubeconfig, an unreachable cluster).
+
+Helm 4 discards a post-renderer plugin's stderr, so the same messages also go to the controlling
+terminal (`/dev/tty`, unless stderr is that terminal already or `ETCD_CHART_NO_TTY=1`) and to the
+file named by `ETCD_CHART_ERROR_FILE`.
+
+Environment: `ETCD_CHART_CLUSTER_DOMAIN`, `ETCD_CHART_INITIAL_CLUSTER_STATE`,
+`ETCD_CHART_OFFLINE=1`, `ETCD_CHART_NO_TTY=1`, `ETCD_CHART_ERROR_FILE`, `KUBECONFIG`,
+`HELM_NAMESPACE`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HINT = (
+    "hint: run `helm template RELEASE CHART [your flags] | etcd-chart post-render` "
+    "to see the same check"
+)
+PREFIX = "etcd-chart post-render"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster-domain",
+        default=None,
+        help="Kubernetes cluster domain for built peer URLs (env ETCD_CHART_CLUSTER_DOMAIN, "
+        "default cluster.local); the chart's own advertise URL already carries it",
+    )
+    parser.add_argument(
+        "--initial-cluster-state",
+        choices=["new", "existing"],
+        default=None,
+        help="force initial-cluster-state for every member set "
+        "(env ETCD_CHART_INITIAL_CLUSTER_STATE)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=None,
+        help="namespace of objects that name none (env HELM_NAMESPACE, default: default)",
+    )
+    parser.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig of the cluster to check against"
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never contact a cluster (env ETCD_CHART_OFFLINE=1)",
+    )
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def emit(text: str) -> None:
+    """Error text to stderr, to the terminal (Helm 4 hides stderr) and to an error file."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    if not _truthy(os.environ.get("ETCD_CHART_NO_TTY")) and not _stderr_is_tty():
+        try:
+            with open("/dev/tty", "w") as tty:
+                tty.write(text)
+        except OSError:
+            pass  # no controlling terminal (CI, Argo CD): stderr and the file are the ways
+    error_file = os.environ.get("ETCD_CHART_ERROR_FILE")
+    if error_file:
+        try:
+            with open(error_file, "w") as handle:
+                handle.write(text)
+        except OSError as err:
+            sys.stderr.write(f"{PREFIX}: cannot write ETCD_CHART_ERROR_FILE {error_file}: {err}\n")
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
+
+
+def run(args: argparse.Namespace) -> int:
+    from etcd_chart.postrender import cluster as cluster_module
+    from etcd_chart.postrender.core import Options, post_render
+
+    state_value = args.initial_cluster_state or os.environ.get("ETCD_CHART_INITIAL_CLUSTER_STATE")
+    if state_value is not None and state_value not in ("new", "existing"):
+        emit(
+            f"{PREFIX}: ETCD_CHART_INITIAL_CLUSTER_STATE is {state_value!r} (use new or existing)\n"
+        )
+        return 2
+    options = Options(
+        cluster_domain=args.cluster_domain
+        or os.environ.get("ETCD_CHART_CLUSTER_DOMAIN")
+        or "cluster.local",
+        initial_cluster_state=state_value or None,
+        namespace=args.namespace or os.environ.get("HELM_NAMESPACE") or "default",
+    )
+    try:
+        text = sys.stdin.read()
+    except (OSError, UnicodeDecodeError) as err:
+        emit(f"{PREFIX}: cannot read stdin: {err}\n")
+        return 2
+    offline = args.offline or _truthy(os.environ.get("ETCD_CHART_OFFLINE"))
+    live = None
+    try:
+        if not offline and cluster_module.configured(args.kubeconfig):
+            live = cluster_module.Cluster(args.kubeconfig)
+        outcome = post_render(text, options, live)
+    except cluster_module.ClusterUnavailable as err:
+        emit(
+            f"{PREFIX}: {err} (check the kubeconfig and that the cluster is up; to render "
+            "without it, pass --offline or set ETCD_CHART_OFFLINE=1)\n"
+        )
+        return 2
+    finally:
+        if live is not None:
+            live.close()
+    if not outcome.ok:
+        emit(outcome.report.text() + HINT + "\n")
+        return 1
+    sys.stdout.write(outcome.output)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,378 @@
+"""`etcd-chart sandbox`: run a rendered release on this machine with real etcd processes.
+
+Subcommands: up, upgrade, wait, status, logs, kill, restart, lose-volume, stop-all, start-all,
+etcdctl, down. Every one takes `--state-dir DIR`. Exit codes: 0 success, 1 invalid input (the
+manifest or the arguments ask for something the sandbox cannot do), 2 could not run (a missing
+tool, an address in use, a pod that did not become Ready in time, a failed hook).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from etcd_chart.sandbox import client
+from etcd_chart.sandbox.client import ControlError
+from etcd_chart.sandbox.render import RenderArgs, RenderError, cluster_domain, post_render, source
+from etcd_chart.sandbox.state import StateDir
+
+
+class _Parser(argparse.ArgumentParser):
+    """Sub-command parser; with `passthrough`, everything after `--` goes to `args` untouched."""
+
+    passthrough = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        rest: list[str] = []
+        if self.passthrough and args is not None and "--" in args:
+            cut = args.index("--")
+            args, rest = list(args[:cut]), list(args[cut + 1 :])
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if self.passthrough:
+            parsed.args = list(getattr(parsed, "args", None) or []) + rest
+        return parsed, unknown
+
+
+def _render_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("chart", nargs="?", help="chart directory (or use --manifest)")
+    parser.add_argument("--manifest", help="run this already-rendered stream instead of a chart")
+    parser.add_argument(
+        "-f", "--values", action="append", default=[], help="values file (repeatable)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], help="value as key=value (repeatable)"
+    )
+    parser.add_argument(
+        "--set-string", action="append", default=[], help="string value as key=value"
+    )
+    parser.add_argument("--name", default="etcd", help="release name (default: etcd)")
+    parser.add_argument(
+        "--namespace", default="default", help="release namespace (default: default)"
+    )
+    parser.add_argument(
+        "--helm-version", type=int, choices=(3, 4), default=4, help="helm major version (default 4)"
+    )
+    parser.add_argument(
+        "--cluster-domain",
+        help="cluster domain (default: clusterDomain from the values, else cluster.local)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=180,
+        help="seconds to wait for every pod to be Ready (default 180)",
+    )
+
+
+def _state_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", required=True, help="the sandbox's state directory")
+
+
+def _pod_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pod", help="pod name, e.g. etcd-0")
+    parser.add_argument(
+        "--namespace", help="the pod's namespace (needed only when the name is ambiguous)"
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(
+        dest="action", metavar="ACTION", required=True, parser_class=_Parser
+    )
+    up = actions.add_parser(
+        "up", help="render, start the daemon and every pod, wait until all are Ready"
+    )
+    _render_arguments(up)
+    _state_argument(up)
+    up.add_argument(
+        "--subnet", help="use this /24 of 127.0.0.0/8 (e.g. 127.77.1) instead of choosing one"
+    )
+    upgrade = actions.add_parser(
+        "upgrade", help="render again and apply the change (hooks, scale, rolling update)"
+    )
+    _render_arguments(upgrade)
+    _state_argument(upgrade)
+    wait = actions.add_parser("wait", help="wait until every pod is Ready; print the status")
+    wait.add_argument("--timeout", type=float, default=180)
+    _state_argument(wait)
+    status = actions.add_parser("status", help="print the status (JSON)")
+    _state_argument(status)
+    logs = actions.add_parser("logs", help="print a container's log")
+    _pod_arguments(logs)
+    logs.add_argument("-c", "--container", help="container name (default: the etcd container)")
+    _state_argument(logs)
+    kill = actions.add_parser(
+        "kill", help="signal a container's process (default: the etcd container)"
+    )
+    _pod_arguments(kill)
+    kill.add_argument("--signal", default="TERM", help="signal name, e.g. KILL (default TERM)")
+    kill.add_argument("-c", "--container", help="container name")
+    _state_argument(kill)
+    for name, text in (
+        ("restart", "delete the pod; its controller creates it again"),
+        ("lose-volume", "stop the pod, delete and recreate its claims empty, start it again"),
+    ):
+        sub = actions.add_parser(name, help=text)
+        _pod_arguments(sub)
+        _state_argument(sub)
+    for name, text in (
+        ("stop-all", "stop every pod (a full outage)"),
+        ("start-all", "start every pod again"),
+    ):
+        sub = actions.add_parser(name, help=text)
+        _state_argument(sub)
+    etcdctl = actions.add_parser(
+        "etcdctl", help="run etcdctl in a pod's mount namespace with its ETCDCTL_* env"
+    )
+    etcdctl.passthrough = True
+    _pod_arguments(etcdctl)
+    etcdctl.add_argument("-c", "--container", help="container whose environment and mounts to use")
+    _state_argument(etcdctl)
+    etcdctl.add_argument("args", nargs="*", help="etcdctl arguments, after --")
+    down = actions.add_parser("down", help="stop every process; keep volumes unless --purge")
+    down.add_argument(
+        "--purge", action="store_true", help="also delete the state dir with its volumes"
+    )
+    _state_argument(down)
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"etcd-chart sandbox: {message}", file=sys.stderr)
+    return code
+
+
+def _render_args(args: argparse.Namespace) -> RenderArgs | None:
+    if bool(args.chart) == bool(args.manifest):
+        return None
+    return RenderArgs(
+        chart=args.chart,
+        manifest=args.manifest,
+        release=args.name,
+        namespace=args.namespace,
+        values=args.values,
+        set=args.set,
+        set_string=args.set_string,
+        helm_version=args.helm_version,
+        cluster_domain=args.cluster_domain,
+    )
+
+
+def _summary(status: dict[str, Any]) -> str:
+    lines = []
+    for pod in status.get("pods", []):
+        ready = "ready" if pod.get("ready") else "not ready"
+        url = pod.get("client_url") or "-"
+        lines.append(f"{pod['namespace']}/{pod['name']}\t{pod['address']}\t{url}\t{ready}")
+    return "\n".join(lines)
+
+
+def _apply(
+    state: StateDir, args: argparse.Namespace, action: str, text: str | None = None
+) -> dict[str, Any]:
+    render_args = _render_args(args)
+    if render_args is None:
+        raise RenderError("give either a chart directory or --manifest FILE", 1)
+    if text is None:
+        text = source(render_args)
+    manifest = post_render(text, state.kubeconfig)
+    answer = client.request(
+        state,
+        {
+            "op": "apply",
+            "action": action,
+            "manifest": manifest,
+            "release": args.name,
+            "namespace": args.namespace,
+            "cluster_domain": cluster_domain(render_args),
+            "timeout": args.timeout,
+        },
+    )
+    status: dict[str, Any] = answer["status"]
+    return status
+
+
+def _up(state: StateDir, args: argparse.Namespace) -> int:
+    if _render_args(args) is None:
+        return _fail("give either a chart directory or --manifest FILE", 1)
+    if client.running(state):
+        return _fail(
+            f"a sandbox is already running in {state.root}; use `upgrade`, or `down` first", 1
+        )
+    if client.has_leftovers(state):
+        client.stop(state)  # a daemon that died, or an `up` whose `down` never ran
+    render_args = _render_args(args)
+    assert render_args is not None
+    try:
+        # helm template runs while the daemon starts; the post-renderer needs its fake API.
+        daemon = client.spawn_daemon(state, args.namespace, args.subnet)
+        try:
+            text = source(render_args)
+        finally:
+            client.wait_daemon(state, daemon)
+        status = _apply(state, args, "install", text)
+    except KeyboardInterrupt:
+        client.stop(state)
+        return _fail("interrupted: stopped everything", 130)
+    except (ControlError, RenderError) as err:
+        client.stop(state)
+        return _fail(f"up failed; stopped everything:\n{err}", err.code)
+    print(_summary(status))
+    print(f"status: {state.status}")
+    return 0
+
+
+def _upgrade(state: StateDir, args: argparse.Namespace) -> int:
+    if not client.running(state):
+        return _fail(f"no sandbox is running in {state.root}; use `up`", 2)
+    try:
+        status = _apply(state, args, "upgrade")
+    except (ControlError, RenderError) as err:
+        return _fail(f"upgrade failed:\n{err}", err.code)
+    print(_summary(status))
+    return 0
+
+
+def _logs(state: StateDir, args: argparse.Namespace) -> int:
+    namespaces = (
+        [args.namespace]
+        if args.namespace
+        else sorted(p.name for p in state.logs.glob("*") if (p / args.pod).is_dir())
+    )
+    if not namespaces:
+        return _fail(f"no logs for pod {args.pod!r} in {state.logs}", 1)
+    if len(namespaces) > 1:
+        return _fail(
+            f"pod {args.pod!r} is in several namespaces ({', '.join(namespaces)}); "
+            "pass --namespace",
+            1,
+        )
+    directory = state.logs / namespaces[0] / args.pod
+    files = sorted(p.stem for p in directory.glob("*.log"))
+    name = args.container or (
+        "etcd" if "etcd" in files else (files[0] if len(files) == 1 else None)
+    )
+    if name is None or name not in files:
+        return _fail(
+            f"pod {args.pod}: choose a container with -c ({', '.join(files) or 'none has a log'})",
+            1,
+        )
+    sys.stdout.write((directory / f"{name}.log").read_text(errors="replace"))
+    return 0
+
+
+def _etcdctl(state: StateDir, args: argparse.Namespace) -> int:
+    extra = list(args.args)
+    if extra and extra[0] == "--":
+        extra = extra[1:]
+    answer = client.request(
+        state,
+        {
+            "op": "exec_spec",
+            "pod": args.pod,
+            "namespace": args.namespace,
+            "container": args.container,
+            "program": "etcdctl",
+            "args": extra,
+        },
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=state.root, delete=False) as handle:
+        json.dump(answer["spec"], handle)
+        spec_file = handle.name
+    try:
+        result = subprocess.run(  # noqa: S603
+            [
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "--",
+                sys.executable,
+                "-m",
+                "etcd_chart.sandbox.launch",
+                spec_file,
+            ],
+            check=False,
+        )
+    finally:
+        Path(spec_file).unlink(missing_ok=True)
+    return result.returncode
+
+
+def _signal_number(name: str) -> int:
+    text = name.upper()
+    if text.isdigit():
+        return int(text)
+    return int(signal.Signals[text if text.startswith("SIG") else f"SIG{text}"])
+
+
+def run(args: argparse.Namespace) -> int:
+    state = StateDir(args.state_dir)
+    action = args.action
+    try:
+        if action == "up":
+            return _up(state, args)
+        if action == "upgrade":
+            return _upgrade(state, args)
+        if action == "down":
+            stopped = client.stop(state, purge=args.purge)
+            print(f"stopped {stopped} process(es){'; state dir removed' if args.purge else ''}")
+            return 0
+        if action == "logs":
+            return _logs(state, args)
+        if action == "status":
+            print(
+                json.dumps(
+                    client.request(state, {"op": "status"})["status"], indent=2, sort_keys=True
+                )
+            )
+            return 0
+        if action == "wait":
+            answer = client.request(state, {"op": "wait_ready", "timeout": args.timeout})
+            print(json.dumps(answer["status"], indent=2, sort_keys=True))
+            return 0
+        if action == "etcdctl":
+            return _etcdctl(state, args)
+        if action == "kill":
+            try:
+                number = _signal_number(args.signal)
+            except (KeyError, ValueError):
+                return _fail(f"--signal: unknown signal {args.signal!r}", 1)
+            answer = client.request(
+                state,
+                {
+                    "op": "kill",
+                    "pod": args.pod,
+                    "namespace": args.namespace,
+                    "container": args.container,
+                    "signal": number,
+                },
+            )
+            print(f"sent {signal.Signals(number).name} to {args.pod}/{answer['container']}")
+            return 0
+        ops = {
+            "restart": "restart",
+            "lose-volume": "lose_volume",
+            "stop-all": "stop_all",
+            "start-all": "start_all",
+        }
+        payload: dict[str, Any] = {"op": ops[action]}
+        if action in ("restart", "lose-volume"):
+            payload.update({"pod": args.pod, "namespace": args.namespace})
+        answer = client.request(state, payload)
+        if action == "lose-volume":
+            print(
+                f"{args.pod}: claims {', '.join(answer.get('claims', [])) or '(none)'} "
+                "recreated empty"
+            )
+        return 0
+    except ControlError as err:
+        return _fail(str(err), err.code)

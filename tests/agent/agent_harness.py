@@ -1,0 +1,396 @@
+"""Harness for the member agent tests: pods as real processes with their own address and name.
+
+Each pod of a test release gets a loopback address (127.77.B.i+1, a free block per release) and
+the DNS name the headless Service would give it, through a private mount namespace in which a
+release-wide hosts file is bind-mounted over /etc/hosts (`unshare -m`). The agent and etcd run
+inside it exactly as in a pod: the agent resolves `<pod>.<headless>.<ns>.svc.<domain>`, etcd
+advertises those names. The Kubernetes API is the fake one from `etcd_chart.fakeapi` (a stand-in:
+no real API server runs here). Every process is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import importlib.util
+import ipaddress
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from etcd_chart.fakeapi import FakeApiServer
+
+AGENT = Path(__file__).resolve().parents[2] / "chart" / "files" / "member_agent.py"
+STS, HEADLESS, NAMESPACE, DOMAIN, TOKEN = "etcd", "etcd-headless", "agent", "cluster.local", "tkn"
+RECORD = "etcd-cluster-record"
+HOSTS_ORDINALS = 12
+# The interpreter that runs the agent (the pods use python:3.13-alpine; this may differ).
+AGENT_PYTHON = os.environ.get("ETCD_AGENT_TEST_PYTHON") or sys.executable
+
+
+def load_agent() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("member_agent", AGENT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["member_agent"] = module  # dataclasses resolve their module by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _free_block() -> int:
+    """A 127.77.B.0/24 block whose first addresses have nothing on the etcd ports."""
+    for _ in range(50):
+        block = random.randint(1, 254)
+        busy = False
+        for host in range(1, 6):
+            for port in (2379, 2380):
+                with socket.socket() as probe:
+                    try:
+                        probe.bind((f"127.77.{block}.{host}", port))
+                    except OSError:
+                        busy = True
+        if not busy:
+            return block
+    raise RuntimeError("no free 127.77.B.0/24 block")
+
+
+class Pod:
+    def __init__(self, release: Release, index: int):
+        self.index = index
+        self.name = f"{STS}-{index}"
+        self.ip = f"127.77.{release.block}.{index + 1}"
+        self.dir = release.root / self.name
+        self.volume = self.dir / "volume"
+        self.output = self.dir / "run" / "etcd.conf.json"
+        self.dns = f"{self.name}.{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"
+        self.url = f"{release.scheme}://{self.ip}:2379"
+        self.peer_url = f"{release.scheme}://{self.dns}:2380"
+        self.etcd: subprocess.Popen[bytes] | None = None
+        self.volume.mkdir(parents=True)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.volume / "data"
+
+
+class Release:
+    """One etcd "StatefulSet" of up to HOSTS_ORDINALS pods, plus the fake Kubernetes API."""
+
+    def __init__(self, root: Path, etcd_bin: str, pods: int = 5, tls: bool = False):
+        self.root = root
+        self.etcd_bin = etcd_bin
+        self.block = _free_block()
+        self.tls = root / "tls" if tls else None
+        self.scheme = "https" if tls else "http"
+        if self.tls is not None:
+            make_certificates(self.tls, self.block)
+        self.context = self._client_context()
+        self.processes: list[subprocess.Popen[Any]] = []
+        self.api = FakeApiServer("127.0.0.1", 0, token="agent-test-token").start()
+        self.sa_dir = root / "serviceaccount"
+        self.sa_dir.mkdir()
+        (self.sa_dir / "token").write_text(self.api.token)
+        shutil.copy(self.api.ca_file, self.sa_dir / "ca.crt")
+        self.pods = [Pod(self, i) for i in range(pods)]
+        self.hosts = root / "hosts"
+        lines = ["127.0.0.1 localhost"]
+        for i in range(HOSTS_ORDINALS):
+            pod = f"{STS}-{i}"
+            lines.append(
+                f"127.77.{self.block}.{i + 1} {pod}.{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"
+                f" {pod}.{HEADLESS}.{NAMESPACE}.svc {pod}.{HEADLESS}"
+            )
+        self.hosts.write_text("\n".join(lines) + "\n")
+        self.auth_file = root / "auth.json"
+        self.root_password_file = root / "root-password"
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def initial_cluster(self, replicas: int) -> str:
+        return ",".join(f"{p.name}={p.peer_url}" for p in self.pods[:replicas])
+
+    def template(self, replicas: int, state: str = "new") -> Path:
+        """The `F-config` ConfigMap's etcd.conf.json for `replicas` members."""
+        dns = f"$(POD_NAME).{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"
+        config = {
+            "name": "$(POD_NAME)",
+            "data-dir": "$(POD_VOLUME)/data",
+            "listen-peer-urls": f"{self.scheme}://$(POD_IP_URL_HOST):2380",
+            "listen-client-urls": f"{self.scheme}://$(POD_IP_URL_HOST):2379",
+            "initial-advertise-peer-urls": f"{self.scheme}://{dns}:2380",
+            "advertise-client-urls": f"{self.scheme}://{dns}:2379",
+            "initial-cluster": self.initial_cluster(replicas),
+            "initial-cluster-state": state,
+            "initial-cluster-token": TOKEN,
+            "log-level": "warn",
+            # Typed by the agent: etcd refuses a string where it wants a number or a bool.
+            "x-extra-flags": [
+                "--heartbeat-interval=50",
+                "--election-timeout=500",
+                "--strict-reconfig-check=true",
+            ],
+        }
+        if self.tls is not None:
+            for section in ("client-transport-security", "peer-transport-security"):
+                config[section] = {
+                    "cert-file": str(self.tls / "member.crt"),
+                    "key-file": str(self.tls / "member.key"),
+                    "trusted-ca-file": str(self.tls / "ca.crt"),
+                    "client-cert-auth": True,
+                }
+        path = self.root / f"template-{replicas}-{state}.json"
+        path.write_text(json.dumps(config, indent=2))
+        return path
+
+    def env(self, pod: Pod, template: Path | None = None, **extra: str) -> dict[str, str]:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "POD_NAME": pod.name,
+            "POD_NAMESPACE": NAMESPACE,
+            "POD_IP": pod.ip,
+            "POD_VOLUME": str(pod.volume),
+            "ETCD_AGENT_TEMPLATE": str(template or self.root / "no-template.json"),
+            "ETCD_AGENT_OUTPUT": str(pod.output),
+            "ETCD_AGENT_RECORD": RECORD,
+            "ETCD_AGENT_CLIENT_PORT": "2379",
+            "ETCD_AGENT_CLIENT_SCHEME": self.scheme,
+            "ETCD_AGENT_HEADLESS_SERVICE": HEADLESS,
+            "ETCD_AGENT_CLUSTER_DOMAIN": DOMAIN,
+            "ETCD_AGENT_STATEFULSET": STS,
+            "ETCD_AGENT_AUTH_FILE": str(self.auth_file),
+            "ETCD_AGENT_ROOT_PASSWORD_FILE": str(self.root_password_file),
+            "ETCD_AGENT_SERVICEACCOUNT_DIR": str(self.sa_dir),
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": str(self.api.port),
+        }
+        if self.tls is not None:
+            env["ETCD_AGENT_CACERT"] = str(self.tls / "ca.crt")
+            env["ETCD_AGENT_CERT"] = str(self.tls / "client.crt")
+            env["ETCD_AGENT_KEY"] = str(self.tls / "client.key")
+        env.update(extra)
+        return env
+
+    def _client_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+        context.load_cert_chain(str(self.tls / "client.crt"), str(self.tls / "client.key"))
+        return context
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _in_pod(self, argv: list[str]) -> list[str]:
+        script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+        prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(self.hosts)]
+        return [*prefix, *argv]
+
+    def spawn(self, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                self._in_pod(argv),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def spawn_agent(
+        self, pod: Pod, *args: str, template: Path | None = None, **extra: str
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log = pod.dir / f"agent-{len(self.processes)}.log"
+        argv = [AGENT_PYTHON, str(AGENT), *args]
+        return self.spawn(argv, self.env(pod, template, **extra), log), log
+
+    def agent(
+        self, pod: Pod, *args: str, template: Path | None = None, timeout: float = 90, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the agent in `pod` and wait for it; stdout and stderr kept apart."""
+        process = subprocess.Popen(
+            self._in_pod([AGENT_PYTHON, str(AGENT), *args]),
+            env=self.env(pod, template, **extra),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        stdout, stderr = process.communicate(timeout=timeout)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+    def start_etcd(self, pod: Pod) -> None:
+        assert pod.etcd is None or pod.etcd.poll() is not None, f"{pod.name} runs already"
+        argv = [self.etcd_bin, f"--config-file={pod.output}"]
+        pod.etcd = self.spawn(argv, self.env(pod), pod.dir / "etcd.log")
+
+    def stop_etcd(self, pod: Pod, sig: int = signal.SIGKILL) -> None:
+        if pod.etcd is not None and pod.etcd.poll() is None:
+            os.killpg(pod.etcd.pid, sig)
+            pod.etcd.wait(timeout=20)
+        pod.etcd = None
+
+    def new_pod(self, pod: Pod) -> None:
+        """The pod is recreated: its emptyDir (the runtime dir with the written config) is new."""
+        shutil.rmtree(pod.output.parent, ignore_errors=True)
+
+    def lose_volume(self, pod: Pod) -> None:
+        shutil.rmtree(pod.volume)
+        pod.volume.mkdir()
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=20)
+        self.api.stop()
+
+    # -- talking to etcd from the test (by IP: the test process has no private hosts file) --
+
+    def call(self, pod: Pod, path: str, body: dict[str, Any], timeout: float = 5) -> Any:
+        request = urllib.request.Request(
+            pod.url + path, data=json.dumps(body).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=timeout, context=self.context) as response:
+            return json.loads(response.read())
+
+    def members(self, pod: Pod) -> list[dict[str, Any]]:
+        answer = self.call(pod, "/v3/cluster/member/list", {"linearizable": True})
+        return list(answer["members"])
+
+    def cluster_id(self, pod: Pod) -> str:
+        answer = self.call(pod, "/v3/cluster/member/list", {"linearizable": True})
+        return format(int(answer["header"]["cluster_id"]), "x")
+
+    def wait_for(self, what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+        end = time.monotonic() + timeout
+        while True:
+            try:
+                if check():
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > end:
+                logs = "\n".join(
+                    f"--- {p.name}\n{(p.dir / 'etcd.log').read_text()[-3000:]}"
+                    for p in self.pods
+                    if (p.dir / "etcd.log").exists()
+                )
+                raise AssertionError(f"timed out waiting for {what}\n{logs}")
+            time.sleep(0.2)
+
+    def wait_healthy(self, pod: Pod) -> None:
+        def healthy() -> bool:
+            health = pod.url + "/health"
+            with urllib.request.urlopen(health, timeout=2, context=self.context) as response:
+                return bool(json.loads(response.read())["health"] == "true")
+
+        self.wait_for(f"{pod.name} healthy", healthy)
+
+    def wait_started(self, pod: Pod, via: Pod) -> None:
+        """Until `pod` has published its client URLs (it started, as voter or learner)."""
+
+        def started() -> bool:
+            return any(m.get("name") == pod.name and m.get("clientURLs") for m in self.members(via))
+
+        self.wait_for(f"{pod.name} started", started)
+
+    def put(self, pod: Pod, key: str, value: str) -> None:
+        self.call(pod, "/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+
+    def get(self, pod: Pod, key: str) -> str | None:
+        answer = self.call(pod, "/v3/kv/range", {"key": _b64(key)})
+        kvs = answer.get("kvs") or []
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+
+def make_certificates(directory: Path, block: int) -> None:
+    """A CA, one member certificate (server and peer, every pod name and address) and a client
+    certificate with CN root, written as ca.crt, member.crt/key, client.crt/key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(parents=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        (directory / f"{stem}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (directory / f"{stem}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("agent test CA"))
+        .issuer_name(name("agent test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+
+    def leaf(stem: str, common: str, names: list[x509.GeneralName]) -> None:
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(common))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+        )
+        if names:
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+        write(stem, builder.sign(ca_key, hashes.SHA256()), key)
+
+    # Peers dial from 127.0.0.1 (no source address is bound), and etcd checks a peer's
+    # certificate against the address the connection comes from.
+    sans: list[x509.GeneralName] = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    for i in range(HOSTS_ORDINALS):
+        sans.append(x509.DNSName(f"{STS}-{i}.{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"))
+        sans.append(x509.IPAddress(ipaddress.ip_address(f"127.77.{block}.{i + 1}")))
+    leaf("member", "etcd member", sans)
+    leaf("client", "root", [])
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

@@ -1,0 +1,35 @@
+"""Fixtures for the member agent tests; the harness itself is in agent_harness.py."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from agent_harness import Release, load_agent
+
+
+@pytest.fixture(scope="session")
+def agent() -> ModuleType:
+    return load_agent()
+
+
+@pytest.fixture
+def release_factory(tmp_path: Path, etcd_bin: str) -> Iterator[Callable[..., Release]]:
+    version = subprocess.run([etcd_bin, "--version"], capture_output=True, text=True)
+    if "etcd Version: 3." not in version.stdout:
+        pytest.fail(f"{etcd_bin} is not an etcd binary (--version: {version.stdout!r})")
+    made: list[Release] = []
+
+    def make(name: str = "r", pods: int = 5, tls: bool = False) -> Release:
+        root = tmp_path / name
+        root.mkdir()
+        release = Release(root, etcd_bin, pods, tls)
+        made.append(release)
+        return release
+
+    yield make
+    for release in made:
+        release.close()

@@ -1,0 +1,106 @@
+"""End-to-end fixtures: sandboxes that are always stopped, and a check that nothing is left running.
+
+`sandbox(...)` runs `etcd-chart sandbox up` with the given render arguments in a fresh state dir
+under the test's tmp_path and returns the `Sandbox` handle; at teardown every sandbox the test
+created is brought `down --purge` and `assert_no_stray_processes` checks that no process of it
+survived (the daemon, a launcher, or an etcd/agent process, found by the state dir in its
+command line or by the sandbox's fake API address in its environment).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from etcd_chart.sandbox.client import Sandbox
+
+SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
+
+
+def stray_processes(state_dir: Path, subnet: str | None) -> list[str]:
+    """Processes that belong to the sandbox in `state_dir` (its subnet's API address in the env)."""
+    needles = [str(state_dir).encode()]
+    if subnet:
+        needles.append(f"KUBERNETES_SERVICE_HOST={subnet}.1\0".encode())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if not cmdline:
+            continue
+        if any(n in cmdline or n in environ + b"\0" for n in needles):
+            text = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry.name}: {text}")
+    return found
+
+
+def assert_no_stray_processes(state_dir: Path, subnet: str | None = None) -> None:
+    left = stray_processes(state_dir, subnet)
+    assert left == [], f"processes of the sandbox in {state_dir} are still running:\n" + "\n".join(
+        left
+    )
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SANDBOX_CLI, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )
+
+
+def subnet_of(state_dir: Path) -> str | None:
+    import json
+
+    try:
+        return str(json.loads((state_dir / "network.json").read_text())["subnet"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
+    """Factory: `sandbox("chart/", "--set", "replicas=5", name="a")` -> a running Sandbox."""
+    created: list[Sandbox] = []
+
+    def make(
+        *render_args: str, name: str = "sandbox", timeout: float = 240, **kwargs: Any
+    ) -> Sandbox:
+        handle = Sandbox(tmp_path / name, **kwargs)
+        created.append(handle)
+        handle.up(*render_args, timeout=timeout)
+        return handle
+
+    yield make
+    problems = []
+    for handle in created:
+        subnet = subnet_of(handle.state_dir)
+        result = handle.down(purge=True)
+        if result.returncode != 0:
+            problems.append(f"down failed: {result.stderr}")
+        left = stray_processes(handle.state_dir, subnet)
+        if left:
+            problems.append("\n".join(left))
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.fixture
+def no_strays() -> Callable[[Path, str | None], None]:
+    """`assert_no_stray_processes(state_dir, subnet)`, for tests that run the CLI directly."""
+    return assert_no_stray_processes
+
+
+@pytest.fixture
+def sandbox_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`sandbox_cli("up", "--manifest", ..., env=...)`: the command line, output captured."""
+    return run_cli

@@ -1,0 +1,220 @@
+"""State decisions and preflight against a live cluster, played by `fakeapi.FakeApiServer`."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from etcd_chart import yamlio
+from etcd_chart.fakeapi import FakeApiServer
+from etcd_chart.postrender.cluster import Cluster, ClusterUnavailable
+from etcd_chart.postrender.core import Options, Outcome, post_render
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "postrender"
+SOURCE = "etcd/templates/all.yaml"
+
+
+def chart_objects() -> list[dict[str, Any]]:
+    return [b for b in yaml.safe_load_all((DATA / "chart-like.yaml").read_text()) if b]
+
+
+def find(bodies: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(b for b in bodies if b["kind"] == kind and b["metadata"]["name"] == name)
+
+
+def stream_of(bodies: list[dict[str, Any]]) -> str:
+    return "".join(f"---\n# Source: {SOURCE}\n{yamlio.dump(b)}" for b in bodies)
+
+
+def edit_config(bodies: list[dict[str, Any]], **changes: Any) -> None:
+    configmap = find(bodies, "ConfigMap", "etcd-config")
+    config = json.loads(configmap["data"]["etcd.conf.json"])
+    config.update(changes)
+    configmap["data"]["etcd.conf.json"] = json.dumps(config, indent=2)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[FakeApiServer]:
+    server = FakeApiServer(token="test-token").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cluster(api: FakeApiServer, tmp_path: Path) -> Iterator[Cluster]:
+    live = Cluster(str(api.write_kubeconfig(tmp_path / "kubeconfig", "db")))
+    try:
+        yield live
+    finally:
+        live.close()
+
+
+def seed(api: FakeApiServer, bodies: list[dict[str, Any]]) -> None:
+    """What a previous `helm install` left running: the StatefulSet and its ConfigMap."""
+    api.put_object(copy.deepcopy(find(bodies, "StatefulSet", "etcd")))
+    api.put_object(copy.deepcopy(find(bodies, "ConfigMap", "etcd-config")))
+
+
+def record(api: FakeApiServer) -> None:
+    api.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "etcd-cluster-record", "namespace": "db"},
+            "data": {"created": "true"},
+        }
+    )
+
+
+def render(bodies: list[dict[str, Any]], cluster: Cluster, **options: Any) -> Outcome:
+    return post_render(stream_of(bodies), Options(**options), cluster)
+
+
+def state_of(outcome: Outcome) -> str:
+    output = [b for b in yaml.safe_load_all(outcome.output) if b]
+    config = json.loads(find(output, "ConfigMap", "etcd-config")["data"]["etcd.conf.json"])
+    value: str = config["initial-cluster-state"]
+    return value
+
+
+def test_no_cluster_yet_means_new(cluster: Cluster) -> None:
+    bodies = chart_objects()
+    edit_config(bodies, **{"initial-cluster-state": "existing"})
+    outcome = render(bodies, cluster)
+    assert outcome.report.lines() == []
+    assert state_of(outcome) == "new"
+    assert outcome.decisions == {"etcd": ("new", "cluster")}
+
+
+def test_live_statefulset_means_existing(api: FakeApiServer, cluster: Cluster) -> None:
+    seed(api, chart_objects())
+    outcome = render(chart_objects(), cluster)
+    assert outcome.report.lines() == []
+    assert state_of(outcome) == "existing"
+
+
+def test_cluster_record_alone_means_existing(api: FakeApiServer, cluster: Cluster) -> None:
+    record(api)
+    outcome = render(chart_objects(), cluster)
+    assert state_of(outcome) == "existing"
+
+
+def test_explicit_new_over_a_recorded_cluster_is_refused(
+    api: FakeApiServer, cluster: Cluster
+) -> None:
+    record(api)
+    outcome = render(chart_objects(), cluster, initial_cluster_state="new")
+    assert outcome.output == ""
+    assert outcome.report.lines() == [
+        f"{SOURCE}: StatefulSet/etcd: initial-cluster-state new was asked for (option), but the "
+        "cluster exists (ConfigMap etcd-cluster-record) (remove the explicit state to let the "
+        "post-renderer choose existing, or delete the old cluster's StatefulSet and ConfigMap "
+        "etcd-cluster-record first if a new, empty cluster is really meant)"
+    ]
+
+
+def test_volume_claim_service_name_and_selector_changes_are_refused(
+    api: FakeApiServer, cluster: Cluster
+) -> None:
+    seed(api, chart_objects())
+    bodies = chart_objects()
+    sts = find(bodies, "StatefulSet", "etcd")
+    sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = "16Gi"
+    sts["spec"]["serviceName"] = "etcd-peers"
+    peers = copy.deepcopy(find(bodies, "Service", "etcd-headless"))
+    peers["metadata"]["name"] = "etcd-peers"
+    bodies.append(peers)
+    sts["spec"]["selector"]["matchLabels"]["tier"] = "db"
+    sts["spec"]["template"]["metadata"]["labels"]["tier"] = "db"
+    outcome = render(bodies, cluster)
+    fix = (
+        "keep the live value; to change it, delete the StatefulSet with `kubectl delete "
+        "statefulset etcd --cascade=orphan` (pods and volumes stay) and upgrade again"
+    )
+    assert outcome.report.lines() == [
+        f"{SOURCE}: StatefulSet/etcd: spec.volumeClaimTemplates: changes the volume claims from "
+        "(data 8Gi ReadWriteOnce) to (data 16Gi ReadWriteOnce); Kubernetes forbids changing "
+        f"volumeClaimTemplates ({fix}; to grow a volume, resize each PersistentVolumeClaim)",
+        f"{SOURCE}: StatefulSet/etcd: spec.serviceName: changes from 'etcd-headless' to "
+        "'etcd-peers'; "
+        f"Kubernetes forbids changing it ({fix})",
+        f"{SOURCE}: StatefulSet/etcd: spec.selector: changes from {{'app.kubernetes.io/name': "
+        "'etcd', 'app.kubernetes.io/instance': 'etcd'} to {'app.kubernetes.io/name': 'etcd', "
+        "'app.kubernetes.io/instance': 'etcd', 'tier': 'db'}; Kubernetes forbids changing the "
+        f"selector ({fix})",
+    ]
+
+
+def test_peer_scheme_flip_and_token_change_on_a_live_cluster(
+    api: FakeApiServer, cluster: Cluster
+) -> None:
+    seed(api, chart_objects())
+    bodies = chart_objects()
+    configmap = find(bodies, "ConfigMap", "etcd-config")
+    config = json.loads(configmap["data"]["etcd.conf.json"])
+    for key in ("initial-advertise-peer-urls", "listen-peer-urls", "initial-cluster"):
+        config[key] = config[key].replace("http://", "https://")
+    config["initial-cluster-token"] = "etcd-db-2"
+    configmap["data"]["etcd.conf.json"] = json.dumps(config, indent=2)
+    outcome = render(bodies, cluster)
+    assert outcome.report.lines() == [
+        f"{SOURCE}: ConfigMap/etcd-config: data[etcd.conf.json].initial-advertise-peer-urls: peer "
+        "traffic changes from http to https on a running cluster; members cannot switch their "
+        "peer URLs' scheme in place (keep the live scheme; to change it, update each member's "
+        "peer URL one at a time with `etcdctl member update` while it serves both, then upgrade)",
+        f"{SOURCE}: ConfigMap/etcd-config: data[etcd.conf.json].initial-cluster-token: changes "
+        "the cluster token from 'etcd-db' to 'etcd-db-2' on a running cluster; members that join "
+        "with the new token cannot join the old cluster (keep 'etcd-db')",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "refused"),
+    [(5, 2, True), (3, 1, True), (7, 3, True), (5, 3, False), (3, 2, False), (3, 5, False)],
+)
+def test_scale_down_below_quorum_at_once(
+    api: FakeApiServer, cluster: Cluster, before: int, after: int, refused: bool
+) -> None:
+    live = chart_objects()
+    find(live, "StatefulSet", "etcd")["spec"]["replicas"] = before
+    seed(api, live)
+    bodies = chart_objects()
+    find(bodies, "StatefulSet", "etcd")["spec"]["replicas"] = after
+    find(bodies, "StatefulSet", "etcd")["metadata"]["annotations"][
+        "etcd-chart/allow-even-replicas"
+    ] = "true"
+    bodies = [b for b in bodies if b["kind"] != "PodDisruptionBudget"]
+    lines = render(bodies, cluster).report.lines()
+    quorum = before // 2 + 1
+    expected = [
+        f"{SOURCE}: StatefulSet/etcd: spec.replicas: scales from {before} to {after} members at "
+        f"once, below the quorum of the running cluster ({quorum}) (scale down in steps that "
+        f"keep a quorum: first to {quorum}, then further)"
+    ]
+    assert lines == (expected if refused else [])
+
+
+def test_unreachable_cluster_and_wrong_token(api: FakeApiServer, tmp_path: Path) -> None:
+    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", "db")
+    config = json.loads(kubeconfig.read_text())
+    config["users"][0]["user"]["token"] = "wrong"
+    wrong = tmp_path / "wrong-kubeconfig"
+    wrong.write_text(json.dumps(config))
+    with pytest.raises(ClusterUnavailable) as refused:
+        post_render(stream_of(chart_objects()), Options(), Cluster(str(wrong)))
+    assert str(refused.value) == (
+        f"reading StatefulSet db/etcd from {api.url} failed: HTTP 401 Unauthorized"
+    )
+    live = Cluster(str(kubeconfig), timeout=2)
+    api.stop()
+    with pytest.raises(ClusterUnavailable) as unreachable:
+        post_render(stream_of(chart_objects()), Options(), live)
+    assert str(unreachable.value).startswith(f"cannot reach {api.url}: ")
+    live.close()

@@ -14,7 +14,9 @@ cleanup() { etcd-chart sandbox down --state-dir "$state" >/dev/null 2>&1 || true
 trap cleanup EXIT
 
 # Helm 4 only: Helm 3 must never see this plugin directory (a Helm-4 plugin.yaml breaks Helm 3's plugins).
-export HELM_PLUGINS=$work/helm4-plugins HELM_DATA_HOME=$work/helm-data HELM_CONFIG_HOME=$work/helm-config HELM_CACHE_HOME=$work/helm-cache
+# helm 4.3 installs plugins into $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says, so point both there.
+export HELM_DATA_HOME=$work/helm-data HELM_CONFIG_HOME=$work/helm-config HELM_CACHE_HOME=$work/helm-cache
+export HELM_PLUGINS=$HELM_DATA_HOME/plugins KUBECONFIG=/dev/null
 helm4 plugin install "$repo/plugin" >/dev/null
 
 echo "== helm template etcd ./chart --post-renderer etcd-chart $*"

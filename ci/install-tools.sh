@@ -48,7 +48,6 @@ if [ ! -x "$bin/etcd" ] || [ ! -x "$bin/etcdctl" ] || [ ! -x "$bin/etcdutl" ]; t
   if [ -f /etc/apt/sources.list.d/debian.sources ]; then
     awk -v suite="$suite" 'BEGIN{RS=""; ORS="\n\n"} /Suites:/ && !/security/ {sub(/Suites:[^\n]*/, "Suites: " suite); print; exit}' \
       /etc/apt/sources.list.d/debian.sources > "$apt_dir/sources.sources"
-    sourcelist_opt=(-o Dir::Etc::sourcelist=- -o Dir::Etc::sourceparts="$apt_dir/parts")
     mkdir -p "$apt_dir/parts"; cp "$apt_dir/sources.sources" "$apt_dir/parts/debian.sources"
     sourcelist_opt=(-o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts="$apt_dir/parts")
   else
@@ -64,7 +63,7 @@ if [ ! -x "$bin/etcd" ] || [ ! -x "$bin/etcdctl" ] || [ ! -x "$bin/etcdutl" ]; t
   extract=$(mktemp -d)
   for deb in "$cache"/downloads/etcd-server_*.deb "$cache"/downloads/etcd-client_*.deb; do dpkg -x "$deb" "$extract"; done
   for tool in etcd etcdctl etcdutl; do
-    found=$(find "$extract" -type f -name "$tool" -perm -u+x | head -n1)
+    found=$(find "$extract" -type f -path "*/usr/bin/$tool" | head -n1)
     [ -n "$found" ] || { log "error: $tool not found in the Debian packages"; exit 2; }
     install -m 0755 "$found" "$bin/$tool"
   done

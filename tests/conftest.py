@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from etcd_chart.helm import ToolMissing, find_tool
 
 REPO = Path(__file__).resolve().parents[1]

@@ -181,7 +181,7 @@ class Ledger:
 
 
 def endpoint_from_url(url: str, address: str) -> Endpoint:
-    """An endpoint for a member whose advertised client URL is `url` and whose pod address is `address`."""
+    """The endpoint of a member advertising client URL `url` at pod address `address`."""
     parts = urlsplit(url)
     return Endpoint(
         address=address,

@@ -55,5 +55,7 @@ def template(
     command = [helm, "template", release, str(chart), "--namespace", namespace, *args]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, command, result.stdout, result.stderr)
+        raise subprocess.CalledProcessError(
+            result.returncode, command, result.stdout, result.stderr
+        )
     return result.stdout

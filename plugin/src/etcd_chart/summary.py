@@ -1,4 +1,4 @@
-"""A short human summary of a rendered (and post-rendered) etcd release: `python -m etcd_chart.summary < stream`.
+"""A short human summary of a rendered etcd release: `python -m etcd_chart.summary < stream`.
 
 Reads the stream the post-renderer wrote and says what a cluster would get: members and their
 peer URLs, the initial cluster state, Services, the disruption budget and TLS.
@@ -37,9 +37,12 @@ def summarize(documents: list[Document]) -> list[str]:
         configmap = _find(documents, "ConfigMap", configmap_name) or {}
         config = json.loads((configmap.get("data") or {}).get(key, "{}"))
         spec = sts.get("spec") or {}
-        members = [entry.split("=", 1) for entry in config.get("initial-cluster", "").split(",") if entry]
+        members = [
+            entry.split("=", 1) for entry in config.get("initial-cluster", "").split(",") if entry
+        ]
         tls = "client-transport-security" in config
-        lines.append(f"StatefulSet {document.namespace or 'default'}/{document.name}: {spec.get('replicas')} members")
+        namespace = document.namespace or "default"
+        lines.append(f"StatefulSet {namespace}/{document.name}: {spec.get('replicas')} members")
         lines.append(f"  initial-cluster-state: {config.get('initial-cluster-state')}")
         lines.append(f"  initial-cluster-token: {config.get('initial-cluster-token')}")
         for name, url in members:
@@ -58,7 +61,9 @@ def summarize(documents: list[Document]) -> list[str]:
             lines.append(f"PodDisruptionBudget {document.name}: {budget}")
         elif document.kind == "Certificate":
             spec = document.body.get("spec") or {}
-            lines.append(f"Certificate {document.name}: {len(spec.get('dnsNames') or [])} DNS names")
+            lines.append(
+                f"Certificate {document.name}: {len(spec.get('dnsNames') or [])} DNS names"
+            )
     return lines
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
+from membership import WRITE_OUTAGES
 
 SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
 
@@ -92,6 +93,16 @@ def sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
         if left:
             problems.append("\n".join(left))
     assert problems == [], "\n".join(problems)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not WRITE_OUTAGES:
+        return
+    terminalreporter.write_sep("-", "longest write outage per scenario")
+    for scenario, seconds, acknowledged in WRITE_OUTAGES:
+        terminalreporter.write_line(
+            f"{scenario:<60} {seconds:6.2f} s   ({acknowledged} writes acknowledged, none lost)"
+        )
 
 
 @pytest.fixture

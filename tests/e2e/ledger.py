@@ -121,10 +121,17 @@ class Ledger:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._lock = threading.Lock()
+        self._window_outage = 0.0
 
     def set_endpoints(self, endpoints: list[Endpoint]) -> None:
         with self._lock:
             self.endpoints = list(endpoints)
+
+    def take_outage(self) -> float:
+        """The longest outage since the last call (or the start), and start measuring anew."""
+        with self._lock:
+            longest, self._window_outage = self._window_outage, 0.0
+        return longest
 
     def start(self) -> Ledger:
         self._thread.start()
@@ -158,14 +165,19 @@ class Ledger:
             except (OSError, ValueError, http.client.HTTPException):
                 self.failures += 1
                 turn += 1
-                self.longest_outage = max(self.longest_outage, time.monotonic() - last_ack)
+                self._note_gap(time.monotonic() - last_ack)
                 self._stop.wait(0.05)
                 continue
             acked = time.monotonic()
-            self.longest_outage = max(self.longest_outage, acked - last_ack)
+            self._note_gap(acked - last_ack)
             last_ack = acked
             self.acknowledged.append(sequence)
             self._stop.wait(self.pause)
+
+    def _note_gap(self, seconds: float) -> None:
+        with self._lock:
+            self.longest_outage = max(self.longest_outage, seconds)
+            self._window_outage = max(self._window_outage, seconds)
 
     def verify(self, endpoint: Endpoint | None = None) -> list[int]:
         """Acknowledged sequence numbers that are missing or wrong when read back."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
+from membership import members, ordinal, statefulset_pods
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 NoStrays = Callable[[Path, "str | None"], None]
@@ -36,19 +37,10 @@ def docs_manifest(
     return str(path)
 
 
-def statefulset_pods(sb: Sandbox, name: str = "etcd") -> list[str]:
-    return sorted(
-        (p["name"] for p in sb.status()["pods"] if p["owner"] == f"StatefulSet/{name}"),
-        key=lambda n: int(n.rsplit("-", 1)[1]),
-    )
-
-
 def member_names(sb: Sandbox, pod: str) -> list[str]:
-    result = sb.etcdctl(pod, "member", "list", "-w", "json")
-    assert result.returncode == 0, result.stderr
-    members = json.loads(result.stdout)["members"]
-    assert all(not m.get("isLearner") for m in members)
-    return sorted((m["name"] for m in members), key=lambda n: int(n.rsplit("-", 1)[1]))
+    listed = members(sb, pod)
+    assert all(not m.get("isLearner") for m in listed)
+    return sorted((m["name"] for m in listed), key=ordinal)
 
 
 def put(sb: Sandbox, pod: str, key: str, value: str) -> None:

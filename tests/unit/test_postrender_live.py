@@ -175,13 +175,15 @@ def test_peer_scheme_flip_and_token_change_on_a_live_cluster(
     ]
 
 
+@pytest.mark.parametrize("hook", [False, True])
 @pytest.mark.parametrize(
-    ("before", "after", "refused"),
+    ("before", "after", "below_quorum"),
     [(5, 2, True), (3, 1, True), (7, 3, True), (5, 3, False), (3, 2, False), (3, 5, False)],
 )
 def test_scale_down_below_quorum_at_once(
-    api: FakeApiServer, cluster: Cluster, before: int, after: int, refused: bool
+    api: FakeApiServer, cluster: Cluster, before: int, after: int, below_quorum: bool, hook: bool
 ) -> None:
+    """Refused unless the scale-down hook removes the members one at a time first."""
     live = chart_objects()
     find(live, "StatefulSet", "etcd")["spec"]["replicas"] = before
     seed(api, live)
@@ -190,15 +192,21 @@ def test_scale_down_below_quorum_at_once(
     find(bodies, "StatefulSet", "etcd")["metadata"]["annotations"][
         "etcd-chart/allow-even-replicas"
     ] = "true"
+    if hook:
+        find(bodies, "StatefulSet", "etcd")["metadata"]["annotations"]["etcd-chart/scale-down"] = (
+            "hook"
+        )
     bodies = [b for b in bodies if b["kind"] != "PodDisruptionBudget"]
     lines = render(bodies, cluster).report.lines()
     quorum = before // 2 + 1
     expected = [
         f"{SOURCE}: StatefulSet/etcd: spec.replicas: scales from {before} to {after} members at "
-        f"once, below the quorum of the running cluster ({quorum}) (scale down in steps that "
-        f"keep a quorum: first to {quorum}, then further)"
+        f"once, below the quorum of the running cluster ({quorum}), and nothing removes the "
+        f"members first (scale down in steps that keep a quorum: first to {quorum}, then "
+        'further; or let a hook remove them one at a time and annotate the StatefulSet '
+        'etcd-chart/scale-down: "hook" (the chart does with scaleDown.enabled))'
     ]
-    assert lines == (expected if refused else [])
+    assert lines == (expected if below_quorum and not hook else [])
 
 
 def test_unreachable_cluster_and_wrong_token(api: FakeApiServer, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ CONFIG_ANNOTATION = "etcd-chart/config"
 STATE_ANNOTATION = "etcd-chart/initial-cluster-state"
 ALLOW_EVEN_ANNOTATION = "etcd-chart/allow-even-replicas"
 MAX_MEMBERS_ANNOTATION = "etcd-chart/max-members"
+SCALE_DOWN_ANNOTATION = "etcd-chart/scale-down"
 
 # Lookup of an object by (kind, namespace, name): from the stream, or from a live cluster.
 Lookup = Callable[[str, str, str], Document | None]

@@ -4,7 +4,8 @@ Kubernetes refuses changes to a StatefulSet's volumeClaimTemplates, serviceName,
 podManagementPolicy; etcd cannot switch its peers between http and https, nor change the cluster
 token, while the cluster runs; and removing more than one member at once so that fewer than a
 quorum of the old membership remain risks the cluster (the scale-down hook removes one member at
-a time; go down in steps).
+a time, so the chart's own member set, annotated `etcd-chart/scale-down: hook`, may go down
+further at once; any other set must go down in steps).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from etcd_chart.postrender import peers
 from etcd_chart.postrender.checks import place, quorum
-from etcd_chart.postrender.members import MemberSet
+from etcd_chart.postrender.members import SCALE_DOWN_ANNOTATION, MemberSet
 from etcd_chart.report import Report
 
 RECREATE_FIX = (
@@ -120,10 +121,13 @@ def check(member: MemberSet, live: MemberSet, report: Report) -> None:
                 f"keep {old_token!r}",
             )
     old_count, new_count = live.replicas, member.replicas
-    if old_count - new_count > 1 and new_count < quorum(old_count):
+    removed_by_hook = member.annotations.get(SCALE_DOWN_ANNOTATION) == "hook"
+    if old_count - new_count > 1 and new_count < quorum(old_count) and not removed_by_hook:
         report.add(
             place(document, "spec.replicas"),
             f"scales from {old_count} to {new_count} members at once, below the quorum of the "
-            f"running cluster ({quorum(old_count)})",
-            f"scale down in steps that keep a quorum: first to {quorum(old_count)}, then further",
+            f"running cluster ({quorum(old_count)}), and nothing removes the members first",
+            f"scale down in steps that keep a quorum: first to {quorum(old_count)}, then further; "
+            f'or let a hook remove them one at a time and annotate the StatefulSet '
+            f'{SCALE_DOWN_ANNOTATION}: "hook" (the chart does with scaleDown.enabled)',
         )

@@ -210,6 +210,12 @@ class Sandbox:
     def lose_volume(self, pod: str) -> None:
         self._run("lose-volume", pod, *self._state())
 
+    def stop(self, pod: str) -> None:
+        self._run("stop", pod, *self._state())
+
+    def start(self, pod: str) -> None:
+        self._run("start", pod, *self._state())
+
     def stop_all(self) -> None:
         self._run("stop-all", *self._state())
 

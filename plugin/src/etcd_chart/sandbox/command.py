@@ -1,9 +1,9 @@
 """`etcd-chart sandbox`: run a rendered release on this machine with real etcd processes.
 
-Subcommands: up, upgrade, wait, status, logs, kill, restart, lose-volume, stop-all, start-all,
-etcdctl, down. Every one takes `--state-dir DIR`. Exit codes: 0 success, 1 invalid input (the
-manifest or the arguments ask for something the sandbox cannot do), 2 could not run (a missing
-tool, an address in use, a pod that did not become Ready in time, a failed hook).
+Subcommands: up, upgrade, wait, status, logs, kill, restart, lose-volume, stop, start, stop-all,
+start-all, etcdctl, down. Every one takes `--state-dir DIR`. Exit codes: 0 success, 1 invalid
+input (the manifest or the arguments ask for something the sandbox cannot do), 2 could not run (a
+missing tool, an address in use, a pod that did not become Ready in time, a failed hook).
 """
 
 from __future__ import annotations
@@ -118,7 +118,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _state_argument(kill)
     for name, text in (
         ("restart", "delete the pod; its controller creates it again"),
-        ("lose-volume", "stop the pod, delete and recreate its claims empty, start it again"),
+        (
+            "lose-volume",
+            "delete and recreate the pod's claims empty (a running pod is stopped and started "
+            "again; a stopped one stays stopped)",
+        ),
+        ("stop", "stop a StatefulSet pod and keep it down until `start` (a node outage)"),
+        ("start", "let a stopped pod be created again"),
     ):
         sub = actions.add_parser(name, help=text)
         _pod_arguments(sub)
@@ -361,11 +367,13 @@ def run(args: argparse.Namespace) -> int:
         ops = {
             "restart": "restart",
             "lose-volume": "lose_volume",
+            "stop": "stop_pod",
+            "start": "start_pod",
             "stop-all": "stop_all",
             "start-all": "start_all",
         }
         payload: dict[str, Any] = {"op": ops[action]}
-        if action in ("restart", "lose-volume"):
+        if action in ("restart", "lose-volume", "stop", "start"):
             payload.update({"pod": args.pod, "namespace": args.namespace})
         answer = client.request(state, payload)
         if action == "lose-volume":

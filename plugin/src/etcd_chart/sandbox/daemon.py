@@ -891,8 +891,49 @@ class Daemon:
     def restart(self, name: str, namespace: str | None) -> None:
         self._replace_pod(self.find_pod(name, namespace))
 
+    def _member_slot(self, name: str, namespace: str | None) -> tuple[StatefulSetController, int]:
+        """The StatefulSet and ordinal a pod name stands for, whether or not the pod runs now."""
+        found = []
+        with self.lock:
+            for workload in self.workloads.values():
+                if not isinstance(workload, StatefulSetController) or workload.deleted:
+                    continue
+                if namespace and workload.namespace != namespace:
+                    continue
+                ordinal = name.removeprefix(f"{workload.name}-")
+                if ordinal != name and ordinal.isdigit():
+                    found.append((workload, int(ordinal)))
+        if not found:
+            raise SandboxError(f"no StatefulSet in the sandbox has a pod {name!r}", 1)
+        if len(found) > 1:
+            raise SandboxError(f"pod name {name!r} is in several namespaces; pass --namespace", 1)
+        return found[0]
+
+    def stop_pod(self, name: str, namespace: str | None) -> None:
+        """Delete the pod and keep it from being created again until `start_pod` (a node down)."""
+        sts, ordinal = self._member_slot(name, namespace)
+        with self.lock:
+            sts.held.add(ordinal)
+            pod = sts.by_ordinal.get(ordinal)
+            if pod is not None:
+                pod.delete()
+        self.changed()
+        if pod is not None and not pod.wait_gone(GRACE_CAP + 10):
+            raise SandboxError(f"pod {pod.key} did not stop", 2)
+        self.event(f"pod {sts.namespace}/{name}: stopped, held until started")
+
+    def start_pod(self, name: str, namespace: str | None) -> None:
+        sts, ordinal = self._member_slot(name, namespace)
+        with self.lock:
+            sts.held.discard(ordinal)
+        self.event(f"pod {sts.namespace}/{name}: released")
+        self.changed()
+
     def lose_volume(self, name: str, namespace: str | None) -> list[str]:
-        pod = self.find_pod(name, namespace)
+        """Delete and recreate the pod's claims empty; a stopped pod stays stopped."""
+        sts, ordinal = self._member_slot(name, namespace)
+        with self.lock:
+            stopped = sts.paused or (ordinal in sts.held and ordinal not in sts.by_ordinal)
         lost: list[str] = []
 
         def wipe(sts: StatefulSetController, ordinal: int) -> None:
@@ -905,8 +946,10 @@ class Daemon:
                 lost.append(claim)
                 self.event(f"claim {sts.namespace}/{claim}: deleted and recreated empty")
 
-        self._statefulset_of(pod)
-        self._replace_pod(pod, wipe)
+        if stopped:
+            wipe(sts, ordinal)
+        else:
+            self._replace_pod(self.find_pod(name, namespace), wipe)
         return lost
 
     def stop_all(self) -> None:
@@ -973,6 +1016,13 @@ class Daemon:
             except LookupError as err:
                 raise SandboxError(str(err), 1) from err
             return {"container": killed}
+        # Outside `busy`, so that a pod can be stopped or started while an upgrade waits on it.
+        if op == "stop_pod":
+            self.stop_pod(str(request["pod"]), ns)
+            return {}
+        if op == "start_pod":
+            self.start_pod(str(request["pod"]), ns)
+            return {}
         if op == "wait_ready":
             self.wait_ready(float(request.get("timeout", 120)))
             return {"status": self.status()}

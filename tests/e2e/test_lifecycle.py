@@ -1,0 +1,269 @@
+"""Membership that takes care of itself: the seven lifecycle scenarios, under a running writer.
+
+Each scenario boots the chart in the sandbox (real etcd, the member agent, the scale-down hook,
+the fake API holding the cluster record), starts a background writer that records every
+acknowledged write, changes or breaks the cluster, and then requires that
+
+- the member list equals the StatefulSet's pods, every member votes and has started, and
+  `etcdctl endpoint health --cluster` passes on all of them;
+- every acknowledged write reads back, through every member.
+
+The longest write outage of each step is printed in the terminal summary. Before a scale-down
+the writer is pointed at the members that stay, as a client behind the client Service would be
+once the removed pods stop being endpoints.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from etcd_chart.sandbox.client import Sandbox
+from ledger import EtcdGateway, Ledger
+from membership import (
+    WRITE_OUTAGES,
+    client_tls,
+    cluster_id,
+    endpoints,
+    leader,
+    members,
+    pod_names,
+    statefulset_pods,
+    wait_converged,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+Writer = Callable[[Sandbox], Ledger]
+
+
+@pytest.fixture
+def writer(request: pytest.FixtureRequest) -> Iterator[Writer]:
+    started: list[Ledger] = []
+
+    def start(sb: Sandbox) -> Ledger:
+        status = sb.status()
+        ledger = Ledger(endpoints(status, statefulset_pods(sb)), tls=client_tls(status))
+        started.append(ledger.start())
+        return ledger
+
+    yield start
+    for ledger in started:
+        ledger.stop()
+
+
+def settle(sb: Sandbox, ledger: Ledger, replicas: int, step: str) -> dict[str, int]:
+    """Wait for a converged member set, point the writer at it, note the step's outage."""
+    ids = wait_converged(sb, replicas)
+    ledger.set_endpoints(endpoints(sb.status(), pod_names(replicas)))
+    WRITE_OUTAGES.append((step, ledger.take_outage(), len(ledger.acknowledged)))
+    return ids
+
+
+def assert_nothing_lost(sb: Sandbox, ledger: Ledger, replicas: int) -> None:
+    before = len(ledger.acknowledged)
+    time.sleep(1)
+    ledger.stop()
+    assert len(ledger.acknowledged) > before, "the writer made no progress on the final cluster"
+    for endpoint in endpoints(sb.status(), pod_names(replicas)):
+        assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
+
+
+def restarts(sb: Sandbox, pod: str) -> int:
+    return int(next(p for p in sb.status()["pods"] if p["name"] == pod)["restarts"])
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_1_scale_3_to_5_to_3_to_1_to_3(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    sb = sandbox(str(chart_dir))
+    first = wait_converged(sb, 3)
+    ledger = writer(sb)
+    ids = first
+    for before, after in ((3, 5), (5, 3), (3, 1), (1, 3)):
+        if after < before:
+            ledger.set_endpoints(endpoints(sb.status(), pod_names(after)))
+        sb.upgrade(str(chart_dir), "--set", f"replicas={after}", timeout=240)
+        now = settle(sb, ledger, after, f"1: scale {before} -> {after}")
+        kept = pod_names(min(before, after))
+        assert {n: now[n] for n in kept} == {n: ids[n] for n in kept}, "a kept member changed"
+        ids = now
+    assert_nothing_lost(sb, ledger, 3)
+
+
+def test_2_kill_a_follower_then_the_leader(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    sb = sandbox(str(chart_dir))
+    ids = wait_converged(sb, 3)
+    ledger = writer(sb)
+    first_leader = leader(sb, "etcd-0")
+    follower = next(p for p in pod_names(3) if p != first_leader)
+    for victim, role in ((follower, "follower"), (first_leader, "leader")):
+        if role == "leader":
+            victim = leader(sb, "etcd-0")
+        count = restarts(sb, victim)
+        sb.kill(victim, "KILL")
+        wait_for(lambda v=victim, c=count: restarts(sb, v) > c, f"{victim} to be restarted")
+        assert settle(sb, ledger, 3, f"2: SIGKILL the {role} ({victim})") == ids
+    assert leader(sb, "etcd-0") != first_leader or restarts(sb, first_leader) >= 1
+    assert_nothing_lost(sb, ledger, 3)
+
+
+def test_3_rolling_restart_under_load(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    sb = sandbox(str(chart_dir))
+    ids = wait_converged(sb, 3)
+    revisions = {p["name"]: p["revision"] for p in sb.status()["pods"]}
+    ledger = writer(sb)
+    sb.upgrade(str(chart_dir), "--set", "podAnnotations.rollout=second", timeout=240)
+    assert settle(sb, ledger, 3, "3: rolling restart (template change)") == ids
+    after = {p["name"]: p["revision"] for p in sb.status()["pods"] if p["name"] in ids}
+    assert all(after[name] != revisions[name] for name in ids), "not every pod was replaced"
+    assert len(set(after.values())) == 1
+    assert_nothing_lost(sb, ledger, 3)
+
+
+def test_4_lose_one_volume(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    sb = sandbox(str(chart_dir))
+    ids = wait_converged(sb, 3)
+    ledger = writer(sb)
+    sb.lose_volume("etcd-1")
+    now = settle(sb, ledger, 3, "4: lose etcd-1's volume")
+    assert now["etcd-1"] != ids["etcd-1"], "etcd-1 should have rejoined with a new identity"
+    assert {n: now[n] for n in ("etcd-0", "etcd-2")} == {n: ids[n] for n in ("etcd-0", "etcd-2")}
+    assert_nothing_lost(sb, ledger, 3)
+
+
+def test_5_lose_pod_0_volume_in_a_full_outage(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    sb = sandbox(str(chart_dir))
+    ids = wait_converged(sb, 3)
+    original_cluster = cluster_id(sb, "etcd-1")
+    ledger = writer(sb)
+    time.sleep(2)
+    ledger.stop()
+    sb.stop_all()
+    sb.lose_volume("etcd-0")
+    # etcd-0 comes back first and alone: with the cluster record present it must not
+    # bootstrap a new, empty cluster, however long its peers stay away.
+    sb.stop("etcd-1")
+    sb.stop("etcd-2")
+    sb.start_all()
+    seen_ids = ClusterIdProbe(sb)
+    with seen_ids:
+        time.sleep(10)
+        alone = next(p for p in sb.status()["pods"] if p["name"] == "etcd-0")
+        assert not alone["ready"], "etcd-0 became ready with no peers: a second cluster"
+        assert seen_ids.answers == 0, "something answered on etcd-0's client port"
+        sb.start("etcd-1")
+        sb.start("etcd-2")
+        now = wait_converged(sb, 3, timeout=150)
+    assert seen_ids.cluster_ids == {original_cluster}
+    assert now["etcd-0"] != ids["etcd-0"]
+    assert {n: now[n] for n in ("etcd-1", "etcd-2")} == {n: ids[n] for n in ("etcd-1", "etcd-2")}
+    WRITE_OUTAGES.append(("5: full outage, etcd-0's volume lost (writer paused)", 0.0, 0))
+    for endpoint in endpoints(sb.status(), pod_names(3)):
+        assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
+
+
+class ClusterIdProbe:
+    """Polls every member's status in the background and collects the cluster IDs it sees."""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb = sb
+        self.cluster_ids: set[int] = set()
+        self.answers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ClusterIdProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        status = self.sb.status()
+        gateway = EtcdGateway(client_tls(status), timeout=0.5)
+        while not self._stop.is_set():
+            for endpoint in endpoints(self.sb.status(), pod_names(3)):
+                try:
+                    answer = gateway.call(endpoint, "/v3/maintenance/status", {})
+                except OSError:
+                    continue
+                header = answer.get("header") or {}
+                self.cluster_ids.add(int(header.get("cluster_id", 0)))  # type: ignore[union-attr]
+                if endpoint.server_name.startswith("etcd-0."):
+                    self.answers += 1
+            self._stop.wait(0.2)
+
+
+def test_6_scale_down_then_up_over_old_volumes(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    sb = sandbox(str(chart_dir), "--set", "replicas=5")
+    first = wait_converged(sb, 5)
+    ledger = writer(sb)
+    ledger.set_endpoints(endpoints(sb.status(), pod_names(3)))
+    sb.upgrade(str(chart_dir), "--set", "replicas=3", timeout=240)
+    settle(sb, ledger, 3, "6: scale 5 -> 3")
+    sb.upgrade(str(chart_dir), "--set", "replicas=5", timeout=240)
+    now = settle(sb, ledger, 5, "6: scale 3 -> 5 over the removed members' volumes")
+    for pod in ("etcd-3", "etcd-4"):
+        assert now[pod] != first[pod], f"{pod} should have joined afresh"
+        assert "moved data to" in sb.logs(pod, "prepare"), f"{pod}: stale data not moved aside"
+    assert_nothing_lost(sb, ledger, 5)
+
+
+def test_7_scale_3_to_5_with_a_member_down(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    sb = sandbox(str(chart_dir))
+    ids = wait_converged(sb, 3)
+    ledger = writer(sb)
+    sb.stop("etcd-2")
+    ledger.set_endpoints(endpoints(sb.status(), ["etcd-0", "etcd-1"]))
+    outcome: dict[str, object] = {}
+
+    def upgrade() -> None:
+        outcome["result"] = sb.upgrade(
+            str(chart_dir), "--set", "replicas=5", check=False, timeout=300
+        )
+
+    upgrading = threading.Thread(target=upgrade)
+    upgrading.start()
+    try:
+        time.sleep(20)
+        acknowledged = len(ledger.acknowledged)
+        time.sleep(2)
+        assert len(ledger.acknowledged) > acknowledged, "writes stopped while etcd-2 was down"
+        assert upgrading.is_alive(), "the upgrade finished with a member still down"
+        voters = [m for m in members(sb, "etcd-0") if not m.get("isLearner")]
+        started = [m for m in voters if m.get("clientURLs")]
+        assert len(started) > len(voters) // 2, f"quorum at risk: {voters}"
+    finally:
+        sb.start("etcd-2")
+        upgrading.join(timeout=330)
+    result = outcome["result"]
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    now = settle(sb, ledger, 5, "7: scale 3 -> 5 with etcd-2 down for 20 s")
+    assert {n: now[n] for n in ids} == ids
+    assert_nothing_lost(sb, ledger, 5)

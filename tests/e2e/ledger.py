@@ -158,6 +158,9 @@ class Ledger:
                 break
             with self._lock:
                 endpoints = list(self.endpoints)
+            if not endpoints:
+                self._stop.wait(0.05)
+                continue
             endpoint = endpoints[turn % len(endpoints)]
             sequence += 1
             try:

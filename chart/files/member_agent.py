@@ -879,13 +879,27 @@ class Log:
         self.last = message
 
 
+# Refusals that clear within seconds without anyone acting: etcd wants every voter connected for
+# 5 s before a membership change, a learner in sync before its promotion, and one change at a time.
+SOON_OVER = (
+    "unhealthy cluster",
+    "too many learner",
+    "in sync with leader",
+    "not enough started members",
+    "another member change is in flight",
+)
+
+
 class Backoff:
     def __init__(self, first: float = 1.0, cap: float = 10.0):
         self.first = first
         self.cap = cap
         self.attempt = 0
 
-    def next(self) -> float:
+    def next(self, why: str = "") -> float:
+        """The next delay; a refusal etcd lifts by itself within seconds is polled every second."""
+        if any(phrase in why for phrase in SOON_OVER):
+            return round(self.first * random.uniform(0.8, 1.2), 1)
         delay = min(self.cap, self.first * 2.0**self.attempt) * random.uniform(0.8, 1.2)
         self.attempt += 1
         return round(delay, 1)
@@ -1019,7 +1033,7 @@ def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: f
                 write_config(settings.output, final)
                 log(f"{decision.seen} -> {done}; wrote {settings.output}")
                 return 0
-        delay = backoff.next()
+        delay = backoff.next(why)
         if deadline.expired(delay):
             log(f"{decision.seen} -> giving up (--timeout): {why}")
             return 2
@@ -1348,7 +1362,7 @@ def run_watch(
             )
         except Retry as err:
             done = False
-            delay = backoff.next()
+            delay = backoff.next(str(err))
             if deadline.expired(delay):
                 log(f"{err}; giving up (--timeout)")
                 return 2
@@ -1429,7 +1443,7 @@ def run_scale_down(
         else:
             why = remove_member(client, cluster, target, keep, settings, log, seen)
         if why:
-            delay = backoff.next()
+            delay = backoff.next(why)
             if deadline.expired(delay):
                 log(f"{seen} -> giving up on removing {target.label} (--timeout): {why}")
                 return 1

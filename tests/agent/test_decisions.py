@@ -535,3 +535,25 @@ def test_backoff_grows_to_its_cap(agent: ModuleType) -> None:
     assert all(low <= d <= high for d, (low, high) in zip(delays, bounds, strict=True)), delays
     backoff.reset()
     assert 0.8 <= backoff.next() <= 1.2
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        "etcdserver: unhealthy cluster (HTTP 503, code 14)",
+        "etcdserver: too many learner members in cluster",
+        "etcdserver: can only promote a learner member which is in sync with leader",
+        "etcdserver: re-configuration failed due to not enough started members",
+        "another member change is in flight: etcd-3 (learner)",
+    ],
+)
+def test_refusals_etcd_lifts_by_itself_are_polled_every_second(
+    agent: ModuleType, why: str
+) -> None:
+    backoff = agent.Backoff(first=1.0, cap=10.0)
+    delays = [backoff.next(why) for _ in range(6)]
+    assert all(0.8 <= delay <= 1.2 for delay in delays)
+    assert backoff.attempt == 0
+    assert 0.8 <= backoff.next("connection refused") <= 1.2
+    assert backoff.attempt == 1
+    assert 1.6 <= backoff.next("connection refused") <= 2.4

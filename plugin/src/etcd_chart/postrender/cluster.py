@@ -45,12 +45,13 @@ def configured(kubeconfig: str | None) -> bool:
     return any(_nonempty(path) for path in _kubeconfig_files(None)) or in_cluster()
 
 
-# kind -> (API class, read method) of the `kubernetes` client.
-_READERS = {
-    "StatefulSet": ("AppsV1Api", "read_namespaced_stateful_set"),
-    "ConfigMap": ("CoreV1Api", "read_namespaced_config_map"),
-    "Service": ("CoreV1Api", "read_namespaced_service"),
-    "Secret": ("CoreV1Api", "read_namespaced_secret"),
+# kind -> the API path of its collection. Paths rather than the client's generated API classes:
+# importing CoreV1Api and AppsV1Api costs seconds, and only four GETs are needed.
+_COLLECTIONS = {
+    "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
+    "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
+    "Service": "/api/v1/namespaces/{namespace}/services",
+    "Secret": "/api/v1/namespaces/{namespace}/secrets",
 }
 
 
@@ -85,34 +86,37 @@ class Cluster:
             raise ClusterUnavailable(f"cannot load the Kubernetes configuration: {err}") from err
         configuration.retries = 1
         self.where = str(configuration.host)
+        self._host = str(configuration.host).rstrip("/")
         self._api = client.ApiClient(configuration)
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The live object, or None when it does not exist."""
         import urllib3
-        from kubernetes import client
-        from kubernetes.client.exceptions import ApiException
+        from urllib.parse import quote
 
-        api_class, method = _READERS[kind]
-        reader = getattr(getattr(client, api_class)(self._api), method)
+        path = _COLLECTIONS[kind].format(namespace=quote(namespace, safe="")) + "/"
+        path += quote(name, safe="")
+        headers = {"Accept": "application/json"}
         try:
-            response = reader(
-                name, namespace, _preload_content=False, _request_timeout=self.timeout
+            # Adds the bearer token (refreshed by exec credential plugins) when there is one.
+            self._api.update_params_for_auth(headers, [], ["BearerToken"], path, "GET", None)
+            response = self._api.call_api(
+                "GET", self._host + path, header_params=headers, _request_timeout=self.timeout
             )
-        except ApiException as err:
-            if err.status == 404:
-                return None
-            reason = err.reason or ""
-            with contextlib.suppress(ValueError):
-                reason = json.loads(err.body or "{}").get("message") or reason
-            raise ClusterUnavailable(
-                f"reading {kind} {namespace}/{name} from {self.where} failed: "
-                f"HTTP {err.status} {reason}"
-            ) from err
+            raw = response.read()  # type: ignore[no-untyped-call]
         except (urllib3.exceptions.HTTPError, OSError) as err:
             raise ClusterUnavailable(f"cannot reach {self.where}: {_short(err)}") from err
-        raw = response[0] if isinstance(response, tuple) else response
-        data: dict[str, Any] = json.loads(raw.data)
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            reason = response.reason or ""
+            with contextlib.suppress(ValueError, AttributeError):
+                reason = json.loads(raw or b"{}").get("message") or reason
+            raise ClusterUnavailable(
+                f"reading {kind} {namespace}/{name} from {self.where} failed: "
+                f"HTTP {response.status} {reason}"
+            )
+        data: dict[str, Any] = json.loads(raw)
         return data
 
     def close(self) -> None:

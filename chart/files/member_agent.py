@@ -585,6 +585,9 @@ def read_secret_file(path: str) -> str:
 # HTTP: etcd's JSON gateway and the Kubernetes API
 
 
+GATEWAY_IGNORES_CN = "CommonName of client sending a request against gateway will be ignored"
+
+
 class EtcdError(Exception):
     """etcd answered with an error."""
 
@@ -596,7 +599,15 @@ class EtcdError(Exception):
 
     @property
     def needs_auth(self) -> bool:
-        return (self.code == 3 and "user name is empty" in self.message) or self.code == 16
+        if self.code == 3 and "user name is empty" in self.message:
+            return True
+        # Without a token the gateway's own connection speaks for the request, and etcd looks
+        # up the CN of the member's server certificate as a user.
+        if "user name not found" in self.message:
+            return True
+        # With auth on, the JSON gateway refuses to act on a client certificate's CN (etcd
+        # answers 400 in plain text): a password login is the only way in through it.
+        return self.code == 16 or GATEWAY_IGNORES_CN in self.message
 
 
 class Unreachable(Exception):
@@ -699,8 +710,14 @@ class EtcdClient:
                 answer = json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as err:
             try:
-                error = json.loads(err.read() or b"{}")
-            except (ValueError, OSError):
+                text = err.read()
+            except OSError:
+                text = b""
+            try:
+                error = json.loads(text or b"{}")
+            except ValueError:
+                error = {"message": text.decode(errors="replace").strip()[:300]}
+            if not isinstance(error, dict):
                 error = {}
             message = str(error.get("message") or error.get("error") or err.reason)
             raise EtcdError(endpoint, path, err.code, int(error.get("code", 0)), message) from None

@@ -348,11 +348,11 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
   value: {{ .Values.clusterDomain }}
 {{- if .Values.tls.enabled }}
 - name: ETCD_AGENT_CACERT
-  value: /etc/etcd/tls/client/ca.crt
+  value: /etc/etcd/tls/agent/ca.crt
 - name: ETCD_AGENT_CERT
-  value: /etc/etcd/tls/client/tls.crt
+  value: /etc/etcd/tls/agent/tls.crt
 - name: ETCD_AGENT_KEY
-  value: /etc/etcd/tls/client/tls.key
+  value: /etc/etcd/tls/agent/tls.key
 {{- end }}
 {{- if .Values.auth.rbac.enabled }}
 - name: ETCD_AGENT_AUTH_FILE
@@ -454,7 +454,7 @@ value and the fix.
 {{- $errors = append $errors (printf "tls.maxMembers: %d is below replicas %d; the certificates would not name every member. Set tls.maxMembers to at least %d." (int $v.tls.maxMembers) $replicas $replicas) -}}
 {{- end -}}
 {{- if and $v.tls.enabled (eq $v.tls.source "existingSecrets") -}}
-{{- range $which := list "server" "peer" "client" -}}
+{{- range $which := list "server" "peer" "client" "agent" -}}
 {{- if not (index $v.tls.existingSecrets $which) -}}
 {{- $errors = append $errors (printf "tls.existingSecrets.%s: required with tls.source=existingSecrets. Name the Secret holding tls.crt, tls.key and ca.crt (`etcd-chart pki` makes them), or use tls.source=cert-manager." $which) -}}
 {{- end -}}

@@ -9,7 +9,6 @@ command line or by the sandbox's fake API address in its environment).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,37 +18,9 @@ from typing import Any
 import pytest
 from etcd_chart.sandbox.client import Sandbox
 from membership import WRITE_OUTAGES
+from strays import assert_no_stray_processes, stray_processes, subnet_of
 
 SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
-
-
-def stray_processes(state_dir: Path, subnet: str | None) -> list[str]:
-    """Processes that belong to the sandbox in `state_dir` (its subnet's API address in the env)."""
-    needles = [str(state_dir).encode()]
-    if subnet:
-        needles.append(f"KUBERNETES_SERVICE_HOST={subnet}.1\0".encode())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if not cmdline:
-            continue
-        if any(n in cmdline or n in environ + b"\0" for n in needles):
-            text = cmdline.replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{entry.name}: {text}")
-    return found
-
-
-def assert_no_stray_processes(state_dir: Path, subnet: str | None = None) -> None:
-    left = stray_processes(state_dir, subnet)
-    assert left == [], f"processes of the sandbox in {state_dir} are still running:\n" + "\n".join(
-        left
-    )
 
 
 def run_cli(
@@ -58,15 +29,6 @@ def run_cli(
     return subprocess.run(
         [*SANDBOX_CLI, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
-
-
-def subnet_of(state_dir: Path) -> str | None:
-    import json
-
-    try:
-        return str(json.loads((state_dir / "network.json").read_text())["subnet"])
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from etcd_chart.sandbox.client import Sandbox
 from membership import members, ordinal, statefulset_pods
+from strays import subnet_of
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 NoStrays = Callable[[Path, "str | None"], None]
@@ -132,13 +132,6 @@ def test_two_releases_side_by_side_see_only_their_own_members(
 
 
 # --- errors: a clear message, a non-zero exit, nothing left running ---------------------
-
-
-def subnet_of(state_dir: Path) -> str | None:
-    try:
-        return str(json.loads((state_dir / "network.json").read_text())["subnet"])
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def _assert_failed_cleanly(

@@ -43,7 +43,8 @@ from etcd_chart import x509
 from etcd_chart.yamlio import dump
 
 DEFAULT_MAX_MEMBERS = 9  # the chart's tls.maxMembers default
-LEAVES = ("server", "peer", "client")
+# The agent's certificate has no CN: etcd's JSON gateway refuses one with a CN once auth is on.
+LEAVES = ("server", "peer", "client", "agent")
 SECRETS_FILE = "secrets.yaml"
 _LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -129,9 +130,16 @@ def _usages(role: str, algorithm: str) -> tuple[str, ...]:
     base = (
         ("digital signature", "key encipherment") if algorithm == "rsa" else ("digital signature",)
     )
-    if role == "client":
+    if role in ("client", "agent"):
         return (*base, "client auth")
     return (*base, "server auth", "client auth")
+
+
+def agent_uri(options: PkiOptions) -> str:
+    """The member agent's identity, as the chart's agent Certificate names it."""
+    return (
+        f"spiffe://{options.cluster_domain}/ns/{options.namespace}/member-agent/{options.name}"
+    )
 
 
 def leaf_request(role: str, options: PkiOptions) -> x509.CertificateRequest:
@@ -141,6 +149,12 @@ def leaf_request(role: str, options: PkiOptions) -> x509.CertificateRequest:
     elif role == "peer":
         dns, ips = peer_names(options)
         common_name = f"{options.name}-peer"
+    elif role == "agent":
+        return x509.CertificateRequest(
+            uris=(agent_uri(options),),
+            usages=_usages(role, options.key_algorithm),
+            duration=timedelta(days=options.days),
+        )
     else:
         dns, ips = [], []
         common_name = options.client_cn
@@ -273,6 +287,11 @@ def _check_leaf(
             f"{cert_path}: has CN {x509.common_name_of(cert)!r}, not --client-cn "
             f"{options.client_cn!r}; {fix}"
         )
+    if role == "agent" and x509.common_name_of(cert):
+        problems.append(
+            f"{cert_path}: has CN {x509.common_name_of(cert)!r}; the agent's certificate must "
+            f"have none (etcd's JSON gateway refuses a CN once auth is on); {fix}"
+        )
     lacking = [
         usage
         for usage in request.usages
@@ -302,7 +321,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def secrets_manifest(options: PkiOptions, files: dict[str, bytes]) -> str:
-    """Three `kubernetes.io/tls` Secrets for the chart's `tls.existingSecrets`."""
+    """The `kubernetes.io/tls` Secrets for the chart's `tls.existingSecrets`."""
     documents = []
     for role in LEAVES:
         data = {
@@ -469,7 +488,8 @@ def summary(report: PkiReport, options: PkiOptions) -> list[str]:
     for outcome in report.outcomes:
         cert = outcome.cert
         files = f"{outcome.role}.crt, {outcome.role}.key"
-        details = [outcome.key_description, f"CN {x509.common_name_of(cert)}"]
+        common_name = x509.common_name_of(cert)
+        details = [outcome.key_description, f"CN {common_name}" if common_name else "no CN"]
         names = x509.names_of(cert)
         if names.dns_names:
             details.append(f"{len(names.dns_names)} DNS names")

@@ -21,6 +21,7 @@ from etcd_chart.sandbox import client
 from etcd_chart.sandbox.client import ControlError
 from etcd_chart.sandbox.render import RenderArgs, RenderError, cluster_domain, post_render, source
 from etcd_chart.sandbox.state import StateDir
+from etcd_chart.yamlio import YamlError, load_stream
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +53,14 @@ def _render_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--set-string", action="append", default=[], help="string value as key=value"
+    )
+    parser.add_argument(
+        "--objects",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="Secrets and ConfigMaps that exist before the release, as `kubectl create` would "
+        "leave them (repeatable)",
     )
     parser.add_argument("--name", default="etcd", help="release name (default: etcd)")
     parser.add_argument(
@@ -180,12 +189,46 @@ def _summary(status: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PREEXISTING_KINDS = ("Secret", "ConfigMap")
+
+
+def existing_objects(paths: list[str]) -> list[dict[str, Any]]:
+    """The objects of the --objects files; only Secrets and ConfigMaps, each with a name."""
+    found: list[dict[str, Any]] = []
+    for path in paths:
+        try:
+            documents = load_stream(Path(path).read_text())
+        except OSError as err:
+            raise RenderError(f"--objects {path}: cannot read: {err.strerror}", 1) from err
+        except YamlError as err:
+            raise RenderError(f"--objects {path}: {err}", 1) from err
+        for document in documents:
+            if document.kind not in PREEXISTING_KINDS or not document.name:
+                raise RenderError(
+                    f"--objects {path}: {document.kind or '(no kind)'}/{document.name or '?'}: "
+                    "only named Secrets and ConfigMaps can exist before the release "
+                    "(create anything else through the chart)",
+                    1,
+                )
+            found.append(document.body)
+    return found
+
+
 def _apply(
     state: StateDir, args: argparse.Namespace, action: str, text: str | None = None
 ) -> dict[str, Any]:
     render_args = _render_args(args)
     if render_args is None:
         raise RenderError("give either a chart directory or --manifest FILE", 1)
+    if args.objects:
+        client.request(
+            state,
+            {
+                "op": "put_objects",
+                "objects": existing_objects(args.objects),
+                "namespace": args.namespace,
+            },
+        )
     if text is None:
         text = source(render_args)
     manifest = post_render(text, state.kubeconfig)

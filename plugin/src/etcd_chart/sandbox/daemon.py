@@ -891,6 +891,23 @@ class Daemon:
     def restart(self, name: str, namespace: str | None) -> None:
         self._replace_pod(self.find_pod(name, namespace))
 
+    def put_existing(self, objects: list[dict[str, Any]], namespace: str | None) -> list[str]:
+        """Store objects created before the release, as the API server keeps them."""
+        stored = []
+        for obj in objects:
+            body = copy.deepcopy(obj)
+            metadata = body.setdefault("metadata", {})
+            metadata.setdefault("namespace", namespace or self.namespace)
+            if body.get("kind") == "Secret" and body.get("stringData"):
+                data = body.setdefault("data", {}) or {}
+                for key, value in body.pop("stringData").items():
+                    data[key] = base64.b64encode(str(value).encode()).decode()
+                body["data"] = data
+            self.api.put_object(body)
+            stored.append(f"{body.get('kind')}/{metadata['namespace']}/{metadata.get('name')}")
+        self.changed()
+        return stored
+
     def _member_slot(self, name: str, namespace: str | None) -> tuple[StatefulSetController, int]:
         """The StatefulSet and ordinal a pod name stands for, whether or not the pod runs now."""
         found = []
@@ -1016,6 +1033,8 @@ class Daemon:
             except LookupError as err:
                 raise SandboxError(str(err), 1) from err
             return {"container": killed}
+        if op == "put_objects":
+            return {"stored": self.put_existing(list(request.get("objects") or []), ns)}
         # Outside `busy`, so that a pod can be stopped or started while an upgrade waits on it.
         if op == "stop_pod":
             self.stop_pod(str(request["pod"]), ns)

@@ -1,0 +1,43 @@
+"""Finding what a sandbox left running: its processes carry the state dir or its API address."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def stray_processes(state_dir: Path, subnet: str | None) -> list[str]:
+    """Processes that belong to the sandbox in `state_dir` (its subnet's API address in the env)."""
+    needles = [str(state_dir).encode()]
+    if subnet:
+        needles.append(f"KUBERNETES_SERVICE_HOST={subnet}.1\0".encode())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if not cmdline:
+            continue
+        if any(n in cmdline or n in environ + b"\0" for n in needles):
+            text = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry.name}: {text}")
+    return found
+
+
+def assert_no_stray_processes(state_dir: Path, subnet: str | None = None) -> None:
+    left = stray_processes(state_dir, subnet)
+    assert left == [], f"processes of the sandbox in {state_dir} are still running:\n" + "\n".join(
+        left
+    )
+
+
+def subnet_of(state_dir: Path) -> str | None:
+    try:
+        return str(json.loads((state_dir / "network.json").read_text())["subnet"])
+    except (OSError, ValueError, KeyError):
+        return None

@@ -1,0 +1,274 @@
+"""The production values (`chart/ci/secure-values.yaml`) in the sandbox: who gets in, and who not.
+
+One sandbox runs the secure values: TLS for clients and peers with mutual authentication,
+certificates from the (local) cert-manager chain the chart renders, etcd RBAC with a root password
+and a read-only user from Secrets created beforehand (`--objects`), JWT tokens. An unrelated chain
+made with `etcd-chart pki` (same names, another CA, client CN `root`) plays the intruder. Every
+refusal is also looked up in etcd's own log, so that a test cannot pass because etcd was merely
+unreachable. The last test scales the same cluster from 3 to 5 members.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from etcd_chart.sandbox.client import Sandbox
+from membership import pod_names, wait_converged
+from strays import stray_processes, subnet_of
+
+pytestmark = pytest.mark.e2e
+
+ROOT_PASSWORD = "root-password-for-the-test"
+WEBUI_PASSWORD = "webui-password-for-the-test"
+
+
+def run(*command: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        command, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def existing_secrets(work: Path) -> Path:
+    """The Secrets secure-values.yaml expects to exist, as its comments say to create them."""
+    key, public = work / "jwt.key", work / "jwt.pub"
+    assert run("openssl", "genrsa", "-out", str(key), "2048").returncode == 0
+    assert run("openssl", "rsa", "-in", str(key), "-pubout", "-out", str(public)).returncode == 0
+    objects: list[dict[str, Any]] = [
+        secret("etcd-root-password", {"password": ROOT_PASSWORD}),
+        secret("etcd-webui-password", {"password": WEBUI_PASSWORD}),
+        secret("etcd-jwt", {"jwt.key": key.read_text(), "jwt.pub": public.read_text()}),
+    ]
+    path = work / "secrets.yaml"
+    path.write_text(yaml.safe_dump_all(objects))
+    return path
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": data}
+
+
+@pytest.fixture(scope="module")
+def secure(
+    tmp_path_factory: pytest.TempPathFactory, chart_dir: Path, etcd_bin: str
+) -> Iterator[Sandbox]:
+    work = tmp_path_factory.mktemp("secure")
+    sb = Sandbox(work / "state")
+    try:
+        sb.up(
+            str(chart_dir),
+            "-f",
+            str(chart_dir / "ci" / "secure-values.yaml"),
+            "--objects",
+            str(existing_secrets(work)),
+            timeout=240,
+        )
+        wait_converged(sb, 3)
+        yield sb
+    finally:
+        subnet = subnet_of(sb.state_dir)
+        sb.down(purge=True)
+        assert stray_processes(sb.state_dir, subnet) == []
+
+
+@pytest.fixture(scope="module")
+def intruder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Certificates for the same names and client CN `root`, from an unrelated CA."""
+    out = tmp_path_factory.mktemp("intruder")
+    result = run(sys.executable, "-m", "etcd_chart.cli", "pki", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def pod(sb: Sandbox, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(p for p in sb.status()["pods"] if p["name"] == name)
+    return found
+
+
+def server_name(entry: dict[str, Any]) -> str:
+    return str(entry["dns_name"])
+
+
+def log_size(sb: Sandbox, name: str) -> int:
+    return len(sb.logs(name))
+
+
+def rejections(sb: Sandbox, name: str, offset: int, endpoint: str) -> list[str]:
+    """Errors of connections etcd rejected on its `client` or `peer` endpoint since `offset`."""
+    found = []
+    for line in sb.logs(name)[offset:].splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("msg") == f"rejected connection on {endpoint} endpoint":
+            found.append(str(entry.get("error", "")))
+    return found
+
+
+def https_get(
+    entry: dict[str, Any], ca: str, cert: tuple[str, str] | None, port: int = 2379
+) -> str:
+    """GET /version over TLS at the pod's address; the status line, or the error's name."""
+    context = ssl.create_default_context(cafile=ca)
+    if cert:
+        context.load_cert_chain(*cert)
+    try:
+        with (
+            socket.create_connection((entry["address"], port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=server_name(entry)) as conn,
+        ):
+            request = f"GET /version HTTP/1.1\r\nHost: {server_name(entry)}\r\n"
+            conn.sendall((request + "Connection: close\r\n\r\n").encode())
+            reply = conn.recv(4096).decode(errors="replace")
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError) as err:
+        return type(err).__name__
+    return reply.split("\r\n", 1)[0] if reply else "closed without a reply"
+
+
+def etcdctl(sb: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    return sb.etcdctl("etcd-0", "--command-timeout=5s", *args)
+
+
+def test_the_chart_client_certificate_gets_in(secure: Sandbox) -> None:
+    entry = pod(secure, "etcd-0")
+    tls = entry["tls"]
+    assert entry["client_url"].startswith("https://")
+    assert https_get(entry, tls["ca"], (tls["cert"], tls["key"])) == "HTTP/1.1 200 OK"
+    result = etcdctl(secure, "put", "/secure/greeting", "hello")
+    assert (result.returncode, result.stdout) == (0, "OK\n"), result.stderr
+    result = secure.etcdctl("etcd-2", "get", "/secure/greeting", "--print-value-only")
+    assert (result.returncode, result.stdout) == (0, "hello\n"), result.stderr
+
+
+def test_no_client_certificate_is_refused(secure: Sandbox) -> None:
+    entry = pod(secure, "etcd-1")
+    offset = log_size(secure, "etcd-1")
+    assert https_get(entry, entry["tls"]["ca"], None) != "HTTP/1.1 200 OK"
+    time.sleep(0.5)
+    errors = rejections(secure, "etcd-1", offset, "client")
+    assert errors and all("certificate" in e for e in errors), errors
+
+
+def test_a_certificate_from_another_ca_is_refused(secure: Sandbox, intruder: Path) -> None:
+    entry = pod(secure, "etcd-1")
+    offset = log_size(secure, "etcd-1")
+    cert = (str(intruder / "client.crt"), str(intruder / "client.key"))
+    assert https_get(entry, entry["tls"]["ca"], cert) != "HTTP/1.1 200 OK"
+    time.sleep(0.5)
+    errors = rejections(secure, "etcd-1", offset, "client")
+    assert errors and all("unknown authority" in e for e in errors), errors
+
+
+def test_plain_http_is_refused(secure: Sandbox) -> None:
+    entry = pod(secure, "etcd-0")
+    offset = log_size(secure, "etcd-0")
+    with socket.create_connection((entry["address"], 2379), timeout=5) as conn:
+        conn.sendall(b"GET /version HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n")
+        reply = conn.recv(4096)
+    assert reply == b"", "etcd answered plain HTTP on its TLS client port"
+    time.sleep(0.5)
+    errors = rejections(secure, "etcd-0", offset, "client")
+    assert errors and all("does not look like a TLS handshake" in e for e in errors), errors
+
+
+def test_a_peer_with_a_certificate_from_another_ca_cannot_join(
+    secure: Sandbox, intruder: Path, etcd_bin: str, tmp_path: Path
+) -> None:
+    """A real etcd with the intruder's peer certificate tries to join as etcd-5."""
+    status = secure.status()
+    subnet = status["subnet"]
+    hosts = Path(status["state_dir"]) / "hosts"
+    name = "etcd-5"
+    domain = "etcd-headless.default.svc.cluster.local"
+    address = f"{subnet}.77"
+    (tmp_path / "hosts").write_text(hosts.read_text() + f"{address} {name}.{domain}\n")
+    peers = ",".join(f"etcd-{i}=https://etcd-{i}.{domain}:2380" for i in range(3))
+    command = [
+        etcd_bin,
+        f"--name={name}",
+        f"--data-dir={tmp_path / 'data'}",
+        f"--listen-peer-urls=https://{address}:2380",
+        f"--listen-client-urls=https://{address}:2379",
+        f"--advertise-client-urls=https://{name}.{domain}:2379",
+        f"--initial-advertise-peer-urls=https://{name}.{domain}:2380",
+        f"--initial-cluster={peers},{name}=https://{name}.{domain}:2380",
+        "--initial-cluster-state=existing",
+        f"--peer-cert-file={intruder / 'peer.crt'}",
+        f"--peer-key-file={intruder / 'peer.key'}",
+        # It trusts our CA (a CA certificate is no secret), so only its own certificate fails.
+        f"--peer-trusted-ca-file={pod(secure, 'etcd-0')['tls']['ca']}",
+        "--peer-client-cert-auth",
+        f"--cert-file={intruder / 'server.crt'}",
+        f"--key-file={intruder / 'server.key'}",
+    ]
+    offsets = {p: log_size(secure, p) for p in pod_names(3)}
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    result = run(
+        "unshare", "-m", "--propagation", "private", "sh", "-c", script,
+        str(tmp_path / "hosts"), *command, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "could not retrieve cluster information from the given URLs" in result.stderr
+    refused = [e for p in pod_names(3) for e in rejections(secure, p, offsets[p], "peer")]
+    assert refused and all("unknown authority" in e for e in refused), refused
+    listed = etcdctl(secure, "member", "list", "-w", "json")
+    assert sorted(m["name"] for m in json.loads(listed.stdout)["members"]) == pod_names(3)
+
+
+def test_rbac_root_with_its_password_and_a_read_only_user(secure: Sandbox) -> None:
+    status = etcdctl(secure, "auth", "status")
+    assert status.stdout.startswith("Authentication Status: true"), status.stdout + status.stderr
+    root = f"--user=root:{ROOT_PASSWORD}"
+    assert etcdctl(secure, root, "put", "/rbac/by-root", "yes").stdout == "OK\n"
+    assert etcdctl(secure, root, "user", "list").stdout.split() == ["root", "webui"]
+    webui = f"--user=webui:{WEBUI_PASSWORD}"
+    read = etcdctl(secure, webui, "get", "/rbac/by-root", "--print-value-only")
+    assert (read.returncode, read.stdout) == (0, "yes\n"), read.stderr
+    write = etcdctl(secure, webui, "put", "/rbac/by-webui", "no")
+    assert write.returncode != 0
+    assert "permission denied" in write.stderr
+    wrong = etcdctl(secure, "--user=root:not-the-password", "get", "/rbac/by-root")
+    assert wrong.returncode != 0
+    assert "authentication failed" in wrong.stderr
+    absent = etcdctl(secure, root, "get", "/rbac/by-webui", "--print-value-only")
+    assert (absent.returncode, absent.stdout) == (0, "")
+
+
+def test_scaling_to_5_needs_no_new_certificate(secure: Sandbox, chart_dir: Path) -> None:
+    def certificates() -> dict[str, bytes]:
+        found = {}
+        for entry in secure.status()["pods"]:
+            base = Path(entry["tls"]["cert"]).parents[1] if entry.get("tls") else None
+            if base is None or not entry["name"].startswith("etcd-"):
+                continue
+            for role in ("tls-server", "tls-peer"):
+                found[f"{entry['name']}/{role}"] = (base / role / "tls.crt").read_bytes()
+        return found
+
+    before = certificates()
+    assert etcdctl(secure, "put", "/secure/before-scaling", "kept").stdout == "OK\n"
+    secure.upgrade(
+        str(chart_dir),
+        "-f",
+        str(chart_dir / "ci" / "secure-values.yaml"),
+        "--set",
+        "replicas=5",
+        timeout=240,
+    )
+    wait_converged(secure, 5)
+    after = certificates()
+    for role in ("tls-server", "tls-peer"):
+        issued = {value for key, value in after.items() if key.endswith(role)}
+        assert issued == {before[f"etcd-0/{role}"]}, f"{role}: a new certificate was issued"
+    result = secure.etcdctl("etcd-4", "get", "/secure/before-scaling", "--print-value-only")
+    assert (result.returncode, result.stdout) == (0, "kept\n"), result.stderr

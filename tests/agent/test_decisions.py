@@ -547,9 +547,7 @@ def test_backoff_grows_to_its_cap(agent: ModuleType) -> None:
         "another member change is in flight: etcd-3 (learner)",
     ],
 )
-def test_refusals_etcd_lifts_by_itself_are_polled_every_second(
-    agent: ModuleType, why: str
-) -> None:
+def test_refusals_etcd_lifts_by_itself_are_polled_every_second(agent: ModuleType, why: str) -> None:
     backoff = agent.Backoff(first=1.0, cap=10.0)
     delays = [backoff.next(why) for _ in range(6)]
     assert all(0.8 <= delay <= 1.2 for delay in delays)

@@ -227,7 +227,7 @@ def test_live_cluster_through_kubeconfig(api: FakeApiServer, tmp_path: Path) -> 
         "etcd/templates/statefulset.yaml: StatefulSet/etcd: spec.replicas: scales from 5 to 1 "
         "members at once, below the quorum of the running cluster (3), and nothing removes the "
         "members first (scale down in steps that keep a quorum: first to 3, then further; or let "
-        'a hook remove them one at a time and annotate the StatefulSet etcd-chart/scale-down: '
+        "a hook remove them one at a time and annotate the StatefulSet etcd-chart/scale-down: "
         '"hook" (the chart does with scaleDown.enabled))\n' + HINT
     )
     result = post_render(CHART_LIKE, "--kubeconfig", str(kubeconfig))

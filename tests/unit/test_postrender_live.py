@@ -203,7 +203,7 @@ def test_scale_down_below_quorum_at_once(
         f"{SOURCE}: StatefulSet/etcd: spec.replicas: scales from {before} to {after} members at "
         f"once, below the quorum of the running cluster ({quorum}), and nothing removes the "
         f"members first (scale down in steps that keep a quorum: first to {quorum}, then "
-        'further; or let a hook remove them one at a time and annotate the StatefulSet '
+        "further; or let a hook remove them one at a time and annotate the StatefulSet "
         'etcd-chart/scale-down: "hook" (the chart does with scaleDown.enabled))'
     ]
     assert lines == (expected if below_quorum and not hook else [])

@@ -91,8 +91,9 @@ class Cluster:
 
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The live object, or None when it does not exist."""
-        import urllib3
         from urllib.parse import quote
+
+        import urllib3
 
         path = _COLLECTIONS[kind].format(namespace=quote(namespace, safe="")) + "/"
         path += quote(name, safe="")

@@ -128,6 +128,6 @@ def check(member: MemberSet, live: MemberSet, report: Report) -> None:
             f"scales from {old_count} to {new_count} members at once, below the quorum of the "
             f"running cluster ({quorum(old_count)}), and nothing removes the members first",
             f"scale down in steps that keep a quorum: first to {quorum(old_count)}, then further; "
-            f'or let a hook remove them one at a time and annotate the StatefulSet '
+            f"or let a hook remove them one at a time and annotate the StatefulSet "
             f'{SCALE_DOWN_ANNOTATION}: "hook" (the chart does with scaleDown.enabled)',
         )

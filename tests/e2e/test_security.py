@@ -272,3 +272,41 @@ def test_scaling_to_5_needs_no_new_certificate(secure: Sandbox, chart_dir: Path)
         assert issued == {before[f"etcd-0/{role}"]}, f"{role}: a new certificate was issued"
     result = secure.etcdctl("etcd-4", "get", "/secure/before-scaling", "--print-value-only")
     assert (result.returncode, result.stdout) == (0, "kept\n"), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            ["--set", "tls.enabled=true", "--set", "tls.source=existingSecrets"],
+            1,
+            "tls.existingSecrets.server: required with tls.source=existingSecrets. Name the "
+            "Secret holding tls.crt, tls.key and ca.crt (`etcd-chart pki` makes them), or use "
+            "tls.source=cert-manager.",
+        ),
+        (
+            ["--set", "tls.enabled=true", "--set", "tls.certManager.issuerRef.name=corp-ca"]
+            + ["--set", "tls.certManager.issuerRef.kind=Bogus"],
+            1,
+            "at '/tls/certManager/issuerRef/kind': value must be one of 'Issuer', 'ClusterIssuer'",
+        ),
+        (
+            ["--set", "tls.enabled=true", "--set", "tls.certManager.issuerRef.name=corp-ca"]
+            + ["--set", "tls.certManager.issuerRef.kind=ClusterIssuer"],
+            1,
+            "Certificate/etcd-server: spec.issuerRef.name: ClusterIssuer 'corp-ca' does not "
+            "exist; add the ClusterIssuer to the release or point issuerRef at one that exists",
+        ),
+    ],
+    ids=["no-certificate-source", "issuer-kind-unknown", "issuer-missing"],
+)
+def test_bad_tls_input_stops_before_anything_runs(
+    chart_dir: Path, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    state = tmp_path / "state"
+    result = Sandbox(state).up(str(chart_dir), *args, check=False, timeout=60)
+    assert result.returncode == code, result.stderr
+    assert result.stdout == ""
+    assert message in result.stderr
+    assert "up failed; stopped everything" in result.stderr
+    assert stray_processes(state, subnet_of(state)) == []

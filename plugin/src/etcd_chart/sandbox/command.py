@@ -19,6 +19,7 @@ from typing import Any
 
 from etcd_chart.sandbox import client
 from etcd_chart.sandbox.client import ControlError
+from etcd_chart.sandbox.launch import launcher_argv
 from etcd_chart.sandbox.render import RenderArgs, RenderError, cluster_domain, post_render, source
 from etcd_chart.sandbox.state import StateDir
 from etcd_chart.yamlio import YamlError, load_stream
@@ -337,18 +338,7 @@ def _etcdctl(state: StateDir, args: argparse.Namespace) -> int:
         spec_file = handle.name
     try:
         result = subprocess.run(  # noqa: S603
-            [
-                "unshare",
-                "--mount",
-                "--uts",
-                "--propagation",
-                "private",
-                "--",
-                sys.executable,
-                "-m",
-                "etcd_chart.sandbox.launch",
-                spec_file,
-            ],
+            launcher_argv(spec_file),
             check=False,
         )
     finally:

@@ -26,6 +26,23 @@ import socket
 import sys
 from collections.abc import Sequence
 
+
+def launcher_argv(spec_file: str) -> list[str]:
+    """The command line that runs a container from its launch spec (this module's docstring)."""
+    return [
+        "unshare",
+        "--mount",
+        "--uts",
+        "--propagation",
+        "private",
+        "--",
+        sys.executable,
+        "-m",
+        "etcd_chart.sandbox.launch",
+        spec_file,
+    ]
+
+
 MS_RDONLY = 1
 MS_REMOUNT = 32
 MS_BIND = 4096

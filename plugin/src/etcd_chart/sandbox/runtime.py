@@ -26,7 +26,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from etcd_chart.sandbox import podspec
+from etcd_chart.sandbox.launch import launcher_argv
 from etcd_chart.sandbox.podspec import ContainerSpec, Probe
 from etcd_chart.sandbox.state import StateDir, signal_group
 
@@ -381,18 +381,7 @@ class Pod:
     def _launch(self, container: Container) -> None:
         with open(container.log, "ab") as log:
             proc = subprocess.Popen(  # noqa: S603 - argv built by the sandbox
-                [
-                    "unshare",
-                    "--mount",
-                    "--uts",
-                    "--propagation",
-                    "private",
-                    "--",
-                    sys.executable,
-                    "-m",
-                    "etcd_chart.sandbox.launch",
-                    str(container.launch_file),
-                ],
+                launcher_argv(str(container.launch_file)),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -120,6 +120,16 @@ RULE_CASES = {
         "holding tls.crt, tls.key and ca.crt (`etcd-chart pki` makes them), or use "
         "tls.source=cert-manager.",
     ),
+    "existing-secrets-agent-missing": (
+        [
+            "--set",
+            "tls.enabled=true,tls.source=existingSecrets,tls.existingSecrets.server=s,"
+            "tls.existingSecrets.peer=p,tls.existingSecrets.client=c",
+        ],
+        "tls.existingSecrets.agent: required with tls.source=existingSecrets. Name the Secret "
+        "holding tls.crt, tls.key and ca.crt (`etcd-chart pki` makes them), or use "
+        "tls.source=cert-manager.",
+    ),
     "jwt-without-secret": (
         ["--set", "auth.token.type=jwt"],
         "auth.token.jwt.existingSecret: required with auth.token.type=jwt. Create a Secret with "

@@ -24,6 +24,7 @@ CERT_MANAGER_OBJECTS = [
     ("Certificate", "etcd-server"),
     ("Certificate", "etcd-peer"),
     ("Certificate", "etcd-client"),
+    ("Certificate", "etcd-agent"),
 ]
 
 
@@ -112,9 +113,9 @@ def test_tls_etcdctl_and_agent_environment(helm: str) -> None:
     for name in ("prepare", "member-agent"):
         agent = env(container(spec, name))
         assert agent["ETCD_AGENT_CLIENT_SCHEME"] == "https"
-        assert agent["ETCD_AGENT_CACERT"] == "/etc/etcd/tls/client/ca.crt"
-        assert agent["ETCD_AGENT_CERT"] == "/etc/etcd/tls/client/tls.crt"
-        assert agent["ETCD_AGENT_KEY"] == "/etc/etcd/tls/client/tls.key"
+        assert agent["ETCD_AGENT_CACERT"] == "/etc/etcd/tls/agent/ca.crt"
+        assert agent["ETCD_AGENT_CERT"] == "/etc/etcd/tls/agent/tls.crt"
+        assert agent["ETCD_AGENT_KEY"] == "/etc/etcd/tls/agent/tls.key"
 
 
 def test_tls_secret_mounts(helm: str) -> None:
@@ -123,12 +124,19 @@ def test_tls_secret_mounts(helm: str) -> None:
     assert etcd["tls-server"] == "/etc/etcd/tls/server"
     assert etcd["tls-peer"] == "/etc/etcd/tls/peer"
     assert etcd["tls-client"] == "/etc/etcd/tls/client"
+    assert "tls-agent" not in etcd
     for name in ("prepare", "member-agent"):
         agent = mounts(container(spec, name))
-        assert agent["tls-client"] == "/etc/etcd/tls/client"
-        assert "tls-server" not in agent and "tls-peer" not in agent
+        assert agent["tls-agent"] == "/etc/etcd/tls/agent"
+        assert not {"tls-server", "tls-peer", "tls-client"} & set(agent)
     vols = volumes(spec)
-    for which in ("server", "peer", "client"):
+    assert [name for name in vols if name.startswith("tls-")] == [
+        "tls-server",
+        "tls-peer",
+        "tls-client",
+        "tls-agent",
+    ]
+    for which in ("server", "peer", "client", "agent"):
         assert vols[f"tls-{which}"]["secret"] == {
             "secretName": f"etcd-{which}-tls",
             "defaultMode": 0o440,
@@ -148,7 +156,7 @@ def test_cert_manager_ca_chain(helm: str) -> None:
         "group": "cert-manager.io",
     }
     assert objects[("Issuer", "etcd-ca")]["spec"] == {"ca": {"secretName": "etcd-ca"}}
-    for which in ("server", "peer", "client"):
+    for which in ("server", "peer", "client", "agent"):
         spec = objects[("Certificate", f"etcd-{which}")]["spec"]
         assert spec["issuerRef"] == {
             "name": "etcd-ca",
@@ -204,6 +212,23 @@ def test_certificate_usages(helm: str) -> None:
         usages = objects[("Certificate", f"etcd-{which}")]["spec"]["usages"]
         assert {"server auth", "client auth"} <= set(usages)
     assert "server auth" not in objects[("Certificate", "etcd-client")]["spec"]["usages"]
+    assert objects[("Certificate", "etcd-agent")]["spec"]["usages"] == [
+        "client auth",
+        "digital signature",
+        "key encipherment",
+    ]
+
+
+def test_agent_certificate_has_no_common_name_and_names_the_agent_by_uri(helm: str) -> None:
+    objects = render(
+        helm, "--set", "tls.enabled=true,clusterDomain=corp.internal", namespace="store"
+    )
+    spec = objects[("Certificate", "etcd-agent")]["spec"]
+    assert objects[("Certificate", "etcd-agent")]["metadata"]["namespace"] == "store"
+    assert "commonName" not in spec and "subject" not in spec
+    assert "dnsNames" not in spec and "ipAddresses" not in spec
+    assert spec["uris"] == ["spiffe://corp.internal/ns/store/member-agent/etcd"]
+    assert spec["secretName"] == "etcd-agent-tls"
 
 
 def test_client_certificate_common_name(helm: str) -> None:
@@ -252,7 +277,7 @@ def test_own_cluster_issuer_replaces_the_chart_ca(helm: str) -> None:
     )
     assert ("Issuer", "etcd-selfsigned") not in objects
     assert ("Issuer", "etcd-ca") not in objects and ("Certificate", "etcd-ca") not in objects
-    for which in ("server", "peer", "client"):
+    for which in ("server", "peer", "client", "agent"):
         assert objects[("Certificate", f"etcd-{which}")]["spec"]["issuerRef"] == {
             "name": "corp-ca",
             "kind": "ClusterIssuer",
@@ -267,6 +292,9 @@ def test_existing_secrets_source(helm: str) -> None:
     assert vols["tls-server"]["secret"]["secretName"] == "etcd-server-tls"
     assert vols["tls-peer"]["secret"]["secretName"] == "etcd-peer-tls"
     assert vols["tls-client"]["secret"]["secretName"] == "etcd-client-tls"
+    assert vols["tls-agent"]["secret"]["secretName"] == "etcd-agent-tls"
+    hook = objects[("Job", "etcd-scale-down")]["spec"]["template"]["spec"]
+    assert volumes(hook)["tls-agent"]["secret"]["secretName"] == "etcd-agent-tls"
 
 
 # --- RBAC and tokens -------------------------------------------------------------------------

@@ -792,15 +792,22 @@ def test_scale_down_role(helm: str) -> None:
     ]
 
 
-def test_scale_down_hook_with_tls_mounts_the_client_cert_optionally(helm: str) -> None:
+def test_scale_down_hook_with_tls_mounts_the_agent_cert_optionally(helm: str) -> None:
     objects = render(helm, "--set", "tls.enabled=true")
     pod = objects[("Job", "etcd-scale-down")]["spec"]["template"]["spec"]
-    assert volumes(pod)["tls-client"]["secret"] == {
-        "secretName": "etcd-client-tls",
+    assert volumes(pod)["tls-agent"]["secret"] == {
+        "secretName": "etcd-agent-tls",
         "defaultMode": 0o440,
         "optional": True,
     }
-    assert mounts(pod["containers"][0])["tls-client"] == "/etc/etcd/tls/client"
+    assert "tls-client" not in volumes(pod)
+    (item,) = pod["containers"]
+    assert mounts(item)["tls-agent"] == "/etc/etcd/tls/agent"
+    assert "tls-client" not in mounts(item)
+    variables = env(item)
+    assert variables["ETCD_AGENT_CACERT"] == "/etc/etcd/tls/agent/ca.crt"
+    assert variables["ETCD_AGENT_CERT"] == "/etc/etcd/tls/agent/tls.crt"
+    assert variables["ETCD_AGENT_KEY"] == "/etc/etcd/tls/agent/tls.key"
 
 
 def test_scale_down_hook_without_cluster_record_needs_no_api(helm: str) -> None:

@@ -15,6 +15,8 @@ from cryptography.x509 import verification
 from etcd_chart import cli, pki, x509
 
 FILES = (
+    "agent.crt",
+    "agent.key",
     "ca.crt",
     "ca.key",
     "client.crt",
@@ -24,6 +26,8 @@ FILES = (
     "server.crt",
     "server.key",
 )
+LEAVES = ("server", "peer", "client", "agent")
+AGENT_URI = "spiffe://cluster.local/ns/default/member-agent/etcd"
 
 
 def run_pki(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -68,11 +72,12 @@ def service_names(service: str, namespace: str, domain: str) -> list[str]:
 
 def expected_summary(out: Path, actions: dict[str, str], members: str, secrets: str = "") -> str:
     lines = [f"PKI in {out}:"]
-    for role in ("ca", "server", "peer", "client"):
+    for role in ("ca", *LEAVES):
         certificate = cert(out, f"{role}.crt")
         key = x509.load_key((out / f"{role}.key").read_bytes())
         names = x509.names_of(certificate)
-        details = [x509.describe_key(key), f"CN {x509.common_name_of(certificate)}"]
+        common_name = "no CN" if role == "agent" else f"CN {x509.common_name_of(certificate)}"
+        details = [x509.describe_key(key), common_name]
         if names.dns_names:
             details.append(f"{len(names.dns_names)} DNS names")
         if names.ip_addresses:
@@ -86,7 +91,7 @@ def expected_summary(out: Path, actions: dict[str, str], members: str, secrets: 
     return "\n".join(lines) + "\n"
 
 
-def test_defaults_create_a_ca_and_three_certificates(
+def test_defaults_create_a_ca_and_four_certificates(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     out = tmp_path / "pki"
@@ -95,7 +100,7 @@ def test_defaults_create_a_ca_and_three_certificates(
     assert sorted(path.name for path in out.iterdir()) == list(FILES)
     assert stdout == expected_summary(
         out,
-        dict.fromkeys(("ca", "server", "peer", "client"), "created"),
+        dict.fromkeys(("ca", *LEAVES), "created"),
         "members etcd-0 to etcd-8 of namespace default",
     )
     for name in FILES:
@@ -126,10 +131,17 @@ def test_defaults_create_a_ca_and_three_certificates(
     assert x509.names_of(client) == x509.Names()
     assert x509.common_name_of(client) == "root"
     assert x509.usages_of(client) == ["client auth", "digital signature"]
+    agent = cert(out, "agent.crt")
+    assert x509.common_name_of(agent) == ""
+    assert agent.subject.rdns == []
+    assert x509.names_of(agent) == x509.Names(uris=(AGENT_URI,))
+    # RFC 5280 4.2.1.6: with an empty subject the SAN extension is critical.
+    assert agent.extensions.get_extension_for_class(cx509.SubjectAlternativeName).critical
+    assert x509.usages_of(agent) == ["client auth", "digital signature"]
     ca = cert(out, "ca.crt")
     assert x509.common_name_of(ca) == "etcd-ca"
     assert x509.is_ca(ca) and x509.is_self_signed(ca)
-    for name in ("ca", "server", "peer", "client"):
+    for name in ("ca", *LEAVES):
         key = x509.load_key((out / f"{name}.key").read_bytes())
         assert x509.describe_key(key) == "ECDSA P-256"
         assert x509.key_matches(cert(out, f"{name}.crt"), key)
@@ -140,7 +152,16 @@ def test_defaults_create_a_ca_and_three_certificates(
 def test_certificates_chain_to_the_ca(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert run_pki(capsys, "--out", str(tmp_path))[0] == 0
     result = subprocess.run(
-        ["openssl", "verify", "-CAfile", "ca.crt", "server.crt", "peer.crt", "client.crt"],
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            "ca.crt",
+            "server.crt",
+            "peer.crt",
+            "client.crt",
+            "agent.crt",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -148,9 +169,13 @@ def test_certificates_chain_to_the_ca(capsys: pytest.CaptureFixture[str], tmp_pa
     )
     assert (result.returncode, result.stdout) == (
         0,
-        "server.crt: OK\npeer.crt: OK\nclient.crt: OK\n",
+        "server.crt: OK\npeer.crt: OK\nclient.crt: OK\nagent.crt: OK\n",
     )
-    for purpose, name in (("sslserver", "server.crt"), ("sslclient", "client.crt")):
+    for purpose, name in (
+        ("sslserver", "server.crt"),
+        ("sslclient", "client.crt"),
+        ("sslclient", "agent.crt"),
+    ):
         checked = subprocess.run(
             ["openssl", "verify", "-purpose", purpose, "-CAfile", "ca.crt", name],
             cwd=tmp_path,
@@ -196,6 +221,9 @@ def test_names_follow_name_namespace_services_domain_and_max_members(
     assert x509.common_name_of(server) == "kv-server"
     assert x509.common_name_of(cert(tmp_path, "client.crt")) == "app"
     assert x509.common_name_of(cert(tmp_path, "ca.crt")) == "kv-ca"
+    assert x509.names_of(cert(tmp_path, "agent.crt")) == x509.Names(
+        uris=("spiffe://corp.internal/ns/store/member-agent/kv",)
+    )
     assert server.not_valid_after_utc - server.not_valid_before_utc == timedelta(days=30)
 
 
@@ -226,12 +254,13 @@ def test_key_algorithm_and_size(
     rsa_header: bool,
 ) -> None:
     assert run_pki(capsys, "--out", str(tmp_path), *args)[0] == 0
-    for name in ("ca", "server", "peer", "client"):
+    for name in ("ca", *LEAVES):
         data = (tmp_path / f"{name}.key").read_bytes()
         assert x509.describe_key(x509.load_key(data)) == description
         assert data.startswith(b"-----BEGIN PRIVATE KEY-----\n")
-    usages = x509.usages_of(cert(tmp_path, "client.crt"))
-    assert ("key encipherment" in usages) is rsa_header
+    for name in ("client.crt", "agent.crt"):
+        usages = x509.usages_of(cert(tmp_path, name))
+        assert ("key encipherment" in usages) is rsa_header, name
 
 
 def test_second_run_with_the_same_inputs_changes_nothing(
@@ -245,14 +274,14 @@ def test_second_run_with_the_same_inputs_changes_nothing(
     assert snapshot(tmp_path) == before
     assert stdout == expected_summary(
         tmp_path,
-        dict.fromkeys(("ca", "server", "peer", "client"), "kept"),
+        dict.fromkeys(("ca", *LEAVES), "kept"),
         "members etcd-0 to etcd-8 of namespace db",
         f"  secrets kept     secrets.yaml            etcd-server-tls, etcd-peer-tls, "
-        f"etcd-client-tls (kubectl apply -f {tmp_path / 'secrets.yaml'})",
+        f"etcd-client-tls, etcd-agent-tls (kubectl apply -f {tmp_path / 'secrets.yaml'})",
     )
 
 
-def test_secrets_format_writes_three_tls_secrets_matching_the_files(
+def test_secrets_format_writes_four_tls_secrets_matching_the_files(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     code, stdout, _ = run_pki(
@@ -260,21 +289,30 @@ def test_secrets_format_writes_three_tls_secrets_matching_the_files(
     )
     assert code == 0
     assert stdout.splitlines()[-1] == (
-        f"  secrets written  secrets.yaml            kv-server-tls, kv-peer-tls, kv-client-tls "
-        f"(kubectl apply -f {tmp_path / 'secrets.yaml'})"
+        f"  secrets written  secrets.yaml            kv-server-tls, kv-peer-tls, kv-client-tls, "
+        f"kv-agent-tls (kubectl apply -f {tmp_path / 'secrets.yaml'})"
     )
     assert stat.S_IMODE((tmp_path / "secrets.yaml").stat().st_mode) == 0o600
     documents = list(yaml.safe_load_all((tmp_path / "secrets.yaml").read_text()))
+    assert [document["metadata"]["name"] for document in documents] == [
+        "kv-server-tls",
+        "kv-peer-tls",
+        "kv-client-tls",
+        "kv-agent-tls",
+    ]
     by_name = {document["metadata"]["name"]: document for document in documents}
-    assert sorted(by_name) == ["kv-client-tls", "kv-peer-tls", "kv-server-tls"]
     ca = (tmp_path / "ca.crt").read_bytes()
-    for role in ("server", "peer", "client"):
+    for role in LEAVES:
         secret = by_name[f"kv-{role}-tls"]
         assert secret["apiVersion"] == "v1"
         assert secret["kind"] == "Secret"
         assert secret["type"] == "kubernetes.io/tls"
         assert secret["metadata"]["namespace"] == "db"
-        assert secret["metadata"]["labels"]["app.kubernetes.io/name"] == "etcd"
+        assert secret["metadata"]["labels"] == {
+            "app.kubernetes.io/name": "etcd",
+            "app.kubernetes.io/component": f"{role}-tls",
+            "app.kubernetes.io/managed-by": "etcd-chart-pki",
+        }
         data = {key: base64.b64decode(value) for key, value in secret["data"].items()}
         assert data == {
             "tls.crt": (tmp_path / f"{role}.crt").read_bytes(),
@@ -312,11 +350,12 @@ def test_force_renew_replaces_the_leaves_and_keeps_the_ca(
     assert (code, stderr) == (0, "")
     after = snapshot(tmp_path)
     assert after["ca.crt"] == before["ca.crt"] and after["ca.key"] == before["ca.key"]
-    for name in FILES[2:]:
-        assert after[name][0] != before[name][0], name
+    for name in FILES:
+        if not name.startswith("ca."):
+            assert after[name][0] != before[name][0], name
     assert stdout == expected_summary(
         tmp_path,
-        {"ca": "kept", "server": "replaced", "peer": "replaced", "client": "replaced"},
+        {"ca": "kept", **dict.fromkeys(LEAVES, "replaced")},
         "members etcd-0 to etcd-4 of namespace default",
     )
     ca = cert(tmp_path, "ca.crt")
@@ -374,7 +413,7 @@ def test_another_ca_than_the_one_in_the_directory_is_an_error(
     assert stdout.splitlines()[1].startswith("  ca     replaced ca.crt, ca.key")
     ca = cert(tmp_path / "a", "ca.crt")
     assert cert(tmp_path / "b", "ca.crt") == ca
-    for role in ("server", "peer", "client"):
+    for role in LEAVES:
         assert x509.issued_by(cert(tmp_path / "b", f"{role}.crt"), ca)
 
 
@@ -518,8 +557,44 @@ def test_changed_client_cn_and_key_algorithm_are_errors(
     assert stderr == "".join(
         f"etcd-chart pki: {tmp_path}/{role}.key: is ECDSA P-256, not the requested RSA 2048; run "
         "again with --force-renew to replace it\n"
-        for role in ("server", "peer", "client")
+        for role in LEAVES
     )
+
+
+def test_agent_certificate_with_a_common_name_is_an_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert run_pki(capsys, "--out", str(tmp_path))[0] == 0
+    ca = cert(tmp_path, "ca.crt")
+    ca_key = x509.load_key((tmp_path / "ca.key").read_bytes())
+    key = x509.generate_key("ecdsa")
+    request = x509.CertificateRequest(
+        common_name="etcd-agent",
+        uris=(AGENT_URI,),
+        usages=("digital signature", "client auth"),
+        duration=timedelta(days=365),
+    )
+    (tmp_path / "agent.crt").write_bytes(x509.cert_pem(x509.sign_leaf(request, key, ca, ca_key)))
+    (tmp_path / "agent.key").write_bytes(x509.key_pem(key))
+    before = snapshot(tmp_path)
+    code, stdout, stderr = run_pki(capsys, "--out", str(tmp_path))
+    assert (code, stdout) == (1, "")
+    assert stderr == (
+        f"etcd-chart pki: {tmp_path}/agent.crt: has CN 'etcd-agent'; the agent's certificate "
+        "must have none (etcd's JSON gateway refuses a CN once auth is on); run again with "
+        "--force-renew to replace it\n"
+    )
+    assert snapshot(tmp_path) == before
+    code, stdout, stderr = run_pki(capsys, "--out", str(tmp_path), "--force-renew")
+    assert (code, stderr) == (0, "")
+    assert stdout == expected_summary(
+        tmp_path,
+        {"ca": "kept", **dict.fromkeys(LEAVES, "replaced")},
+        "members etcd-0 to etcd-8 of namespace default",
+    )
+    agent = cert(tmp_path, "agent.crt")
+    assert x509.common_name_of(agent) == ""
+    assert x509.names_of(agent) == x509.Names(uris=(AGENT_URI,))
 
 
 def test_half_a_pair_is_an_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -551,7 +626,7 @@ def test_expired_certificate_is_an_error(
     assert stderr == "".join(
         f"etcd-chart pki: {tmp_path}/{role}.crt: expired on {expiry}; run again with "
         "--force-renew to replace it\n"
-        for role in ("server", "peer", "client")
+        for role in LEAVES
     )
     code, _, stderr = run_pki(capsys, "--out", str(tmp_path), "--force-renew")
     assert (code, stderr) == (0, "")

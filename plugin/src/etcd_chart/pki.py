@@ -1,23 +1,25 @@
-"""`etcd-chart pki`: a CA and the server, peer and client certificates of an etcd release.
+"""`etcd-chart pki`: a CA and the server, peer, client and agent certificates of an etcd release.
 
 For clusters without cert-manager (the etcdadm way). Writes `ca.crt`, `ca.key`, `server.crt`,
-`server.key`, `peer.crt`, `peer.key`, `client.crt`, `client.key` into `--out`, and with
-`--format secrets` also `secrets.yaml`: three `kubernetes.io/tls` Secrets `F-server-tls`,
-`F-peer-tls` and `F-client-tls` (keys `tls.crt`, `tls.key`, `ca.crt`), the names the chart's
-`tls.existingSecrets` expects.
+`server.key`, `peer.crt`, `peer.key`, `client.crt`, `client.key`, `agent.crt`, `agent.key` into
+`--out`, and with `--format secrets` also `secrets.yaml`: four `kubernetes.io/tls` Secrets
+`F-server-tls`, `F-peer-tls`, `F-client-tls` and `F-agent-tls` (keys `tls.crt`, `tls.key`,
+`ca.crt`), the names the chart's `tls.existingSecrets` expects.
 
 Server and peer certificates name every member up to `--max-members` in every form it can be
 reached by (`F-i`, `F-i.S`, `F-i.S.NS`, `F-i.S.NS.svc`, `F-i.S.NS.svc.D`), so scaling up needs
 no new certificate. The server certificate also names the client and headless Services,
 `localhost` and 127.0.0.1; it has the client auth usage too, because etcd's gRPC gateway
 connects to its own listener with it. The client certificate's CN (`--client-cn`, default
-`root`) is the etcd user it authenticates as when client-cert-auth is on.
+`root`) is the etcd user it authenticates as when client-cert-auth is on. The member agent's
+certificate has no CN and names the agent by a URI: once auth is on, etcd's JSON gateway, which
+the agent uses, refuses client certificates with a CN, and the agent logs in with a password.
 
 Idempotent: run again with the same inputs and nothing is rewritten (same bytes, same mtimes).
 The CA is the one given (`--ca-cert`/`--ca-key`), else the one already in `--out`, else a new
 one. An existing certificate that does not cover the requested names, does not chain to the CA,
 has expired, or has another key type is an error naming the file; `--force-renew` replaces the
-server, peer and client certificates (and puts a given CA in place of the one in `--out`).
+server, peer, client and agent certificates (and puts a given CA in place of the one in `--out`).
 Private keys are never printed; every file is written with mode 0600.
 
 Exit codes: 0 done, 1 invalid input or existing files that do not fit, 2 could not run (an
@@ -137,9 +139,7 @@ def _usages(role: str, algorithm: str) -> tuple[str, ...]:
 
 def agent_uri(options: PkiOptions) -> str:
     """The member agent's identity, as the chart's agent Certificate names it."""
-    return (
-        f"spiffe://{options.cluster_domain}/ns/{options.namespace}/member-agent/{options.name}"
-    )
+    return f"spiffe://{options.cluster_domain}/ns/{options.namespace}/member-agent/{options.name}"
 
 
 def leaf_request(role: str, options: PkiOptions) -> x509.CertificateRequest:
@@ -536,7 +536,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force-renew",
         action="store_true",
-        help="replace the server, peer and client certificates even when they still fit",
+        help="replace the server, peer, client and agent certificates even when they still fit",
     )
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from etcd_chart.postrender import peers
@@ -253,29 +254,53 @@ def _scaled(value: Any, total: int) -> int | None:
     return None
 
 
-def _mounted_secrets(member: MemberSet) -> dict[str, str]:
-    """mount path -> Secret name, for the etcd container's Secret volumes."""
-    volumes = {
-        v.get("name"): v for v in member.pod_spec.get("volumes") or [] if isinstance(v, dict)
-    }
-    found: dict[str, str] = {}
-    containers = [member.container] if member.container else []
+@dataclass(frozen=True)
+class SecretMount:
+    """A Secret that a container of the member pods sees as files under `mount_path`."""
+
+    mount_path: str  # without a trailing slash
+    secret: str
+    field: str  # where the StatefulSet names the Secret, for messages
+
+
+def secret_mounts(
+    member: MemberSet, containers: list[dict[str, Any]] | None = None
+) -> list[SecretMount]:
+    """The Secret volumes (plain or projected) that `containers` mount, in mount order; by
+    default those of the etcd container."""
+    volumes: dict[Any, tuple[int, dict[str, Any]]] = {}
+    for position, volume in enumerate(member.pod_spec.get("volumes") or []):
+        if isinstance(volume, dict):
+            volumes[volume.get("name")] = (position, volume)
+    if containers is None:
+        containers = [member.container] if member.container else []
+    found: list[SecretMount] = []
     for container in containers:
         for mount in container.get("volumeMounts") or []:
-            if not isinstance(mount, dict):
+            if not isinstance(mount, dict) or mount.get("name") not in volumes:
                 continue
-            volume = volumes.get(mount.get("name")) or {}
+            position, volume = volumes[mount.get("name")]
+            mount_path = str(mount.get("mountPath", "")).rstrip("/")
+            base = f"spec.template.spec.volumes[{position}]"
             secret = volume.get("secret")
             if isinstance(secret, dict) and secret.get("secretName"):
-                found[str(mount.get("mountPath", "")).rstrip("/")] = str(secret["secretName"])
+                found.append(
+                    SecretMount(mount_path, str(secret["secretName"]), f"{base}.secret.secretName")
+                )
             projected = volume.get("projected")
             if isinstance(projected, dict):
-                for source in projected.get("sources") or []:
+                for index, source in enumerate(projected.get("sources") or []):
                     if isinstance(source, dict) and isinstance(source.get("secret"), dict):
                         name = source["secret"].get("name")
                         if name:
-                            found[str(mount.get("mountPath", "")).rstrip("/")] = str(name)
+                            field = f"{base}.projected.sources[{index}].secret.name"
+                            found.append(SecretMount(mount_path, str(name), field))
     return found
+
+
+def _mounted_secrets(member: MemberSet) -> dict[str, str]:
+    """mount path -> Secret name, for the etcd container's Secret volumes."""
+    return {mount.mount_path: mount.secret for mount in secret_mounts(member)}
 
 
 def _secret_for_file(path: str, mounts: dict[str, str]) -> str | None:
@@ -297,18 +322,13 @@ def covers(dns_names: list[str], host: str) -> bool:
     return False
 
 
-def check_certificates(
-    member: MemberSet,
-    documents: list[Document],
-    default_ns: str,
-    cluster_domain: str,
-    report: Report,
-) -> None:
-    mounts = _mounted_secrets(member)
-    if not mounts or member.settings is None:
-        return
-    # Secret name -> which advertised URLs its certificate serves.
+def served_urls(member: MemberSet, mounts: dict[str, str]) -> dict[str, set[str]]:
+    """Secret name -> the advertised URL settings whose hosts its certificate serves
+    (`initial-advertise-peer-urls` for the peer certificate, `advertise-client-urls` for the
+    server certificate), from the etcd settings' file paths and the chart's mount paths."""
     served: dict[str, set[str]] = {}
+    if member.settings is None:
+        return served
     for file_key, url_key in (
         ("peer-cert-file", "initial-advertise-peer-urls"),
         ("cert-file", "advertise-client-urls"),
@@ -322,6 +342,39 @@ def check_certificates(
             served.setdefault(secret, set()).add("initial-advertise-peer-urls")
         elif mount_path == TLS_MOUNT_ROOT + "server":
             served.setdefault(secret, set()).add("advertise-client-urls")
+    return served
+
+
+def uncovered(
+    member: MemberSet, url_keys: set[str], names: list[str], count: int, cluster_domain: str
+) -> list[str]:
+    """The hosts of members 0 .. count-1 in the advertised URL settings `url_keys` that the
+    certificate names `names` do not cover."""
+    missing: list[str] = []
+    for url_key in sorted(url_keys):
+        for host in peers.member_hosts(member, url_key, count, cluster_domain):
+            if not covers(names, host) and host not in missing:
+                missing.append(host)
+    return missing
+
+
+def shortened(items: list[str], limit: int = 6) -> str:
+    """`a, b, c and 4 more`."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_certificates(
+    member: MemberSet,
+    documents: list[Document],
+    default_ns: str,
+    cluster_domain: str,
+    report: Report,
+) -> None:
+    mounts = _mounted_secrets(member)
+    if not mounts or member.settings is None:
+        return
+    served = served_urls(member, mounts)
     if not served:
         return
     count = max_members(member, report)
@@ -337,19 +390,12 @@ def check_certificates(
         if secret not in served:
             continue
         dns_names = [str(n) for n in spec.get("dnsNames") or []]
-        missing: list[str] = []
-        for url_key in sorted(served[secret]):
-            for host in peers.member_hosts(member, url_key, count, cluster_domain):
-                if not covers(dns_names, host) and host not in missing:
-                    missing.append(host)
+        missing = uncovered(member, served[secret], dns_names, count, cluster_domain)
         if missing:
-            shown = ", ".join(missing[:6]) + (
-                f" and {len(missing) - 6} more" if len(missing) > 6 else ""
-            )
             report.add(
                 place(document, "spec.dnsNames"),
                 f"the certificate in Secret {secret}, used by StatefulSet/{member.name}, does not "
-                f"cover {shown} (members up to {count})",
+                f"cover {shortened(missing)} (members up to {count})",
                 f"add these names (or a wildcard for the headless Service domain); annotate the "
                 f"StatefulSet {MAX_MEMBERS_ANNOTATION} with the largest member count it may "
                 "grow to",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from etcd_chart.postrender import checks, peers, preflight, state, stream
@@ -33,6 +34,8 @@ class Options:
     cluster_domain: str = "cluster.local"
     initial_cluster_state: str | None = None
     namespace: str = "default"
+    # The moment certificates in live Secrets are checked against; None: the current time.
+    now: datetime | None = None
 
 
 @dataclass
@@ -124,6 +127,18 @@ def post_render(text: str, options: Options, cluster: LiveCluster | None = None)
                 live_member = member_set(live_doc, member.namespace, live_lookup)
                 if live_member is not None:
                     preflight.check(member, live_member, report)
+            # Imported here: it loads `cryptography`, which offline runs never need.
+            from etcd_chart.postrender import secrets
+
+            secrets.check(
+                member,
+                documents,
+                namespace,
+                live_lookup,
+                options.cluster_domain,
+                report,
+                options.now,
+            )
         if settings is None:
             continue
         current = settings.get("initial-cluster-state")

@@ -310,3 +310,61 @@ def test_bad_tls_input_stops_before_anything_runs(
     assert message in result.stderr
     assert "up failed; stopped everything" in result.stderr
     assert stray_processes(state, subnet_of(state)) == []
+
+
+def pki_secrets(out: Path) -> list[dict[str, Any]]:
+    """The Secrets `etcd-chart pki --format secrets` writes for release `etcd` in `default`."""
+    command = [sys.executable, "-m", "etcd_chart.cli", "pki", "--out", str(out)]
+    result = run(*command, "--format", "secrets")
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all((out / "secrets.yaml").read_text()) if d]
+
+
+def named(secrets: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(s for s in secrets if s["metadata"]["name"] == name)
+
+
+def boot_with_existing_secrets(
+    chart_dir: Path, tmp_path: Path, secrets: list[dict[str, Any]]
+) -> tuple[Sandbox, subprocess.CompletedProcess[str]]:
+    objects = tmp_path / "objects.yaml"
+    objects.write_text(yaml.safe_dump_all(secrets))
+    sb = Sandbox(tmp_path / "state")
+    values = str(chart_dir / "ci" / "existing-secrets-values.yaml")
+    result = sb.up(str(chart_dir), "-f", values, "--objects", str(objects), check=False)
+    return sb, result
+
+
+def test_certificates_from_etcd_chart_pki_boot_a_cluster(chart_dir: Path, tmp_path: Path) -> None:
+    sb, result = boot_with_existing_secrets(chart_dir, tmp_path, pki_secrets(tmp_path / "pki"))
+    try:
+        assert result.returncode == 0, result.stderr
+        wait_converged(sb, 3)
+        put = sb.etcdctl("etcd-0", "put", "/pki/greeting", "hello")
+        assert (put.returncode, put.stdout) == (0, "OK\n"), put.stderr
+        assert pod(sb, "etcd-2")["client_url"].startswith("https://")
+    finally:
+        subnet = subnet_of(sb.state_dir)
+        sb.down(purge=True)
+        assert stray_processes(sb.state_dir, subnet) == []
+
+
+def test_a_secret_missing_a_key_stops_the_render(chart_dir: Path, tmp_path: Path) -> None:
+    secrets = pki_secrets(tmp_path / "pki")
+    del named(secrets, "etcd-server-tls")["data"]["ca.crt"]
+    sb, result = boot_with_existing_secrets(chart_dir, tmp_path, secrets)
+    assert result.returncode == 1, result.stderr
+    assert "Secret etcd-server-tls has no key ca.crt" in result.stderr
+    assert "post-render failed" in result.stderr
+    assert stray_processes(sb.state_dir, subnet_of(sb.state_dir)) == []
+
+
+def test_a_ca_that_does_not_match_stops_the_render(chart_dir: Path, tmp_path: Path) -> None:
+    secrets = pki_secrets(tmp_path / "pki")
+    foreign = pki_secrets(tmp_path / "other-pki")
+    secrets = [s for s in secrets if s["metadata"]["name"] != "etcd-peer-tls"]
+    secrets.append(named(foreign, "etcd-peer-tls"))
+    sb, result = boot_with_existing_secrets(chart_dir, tmp_path, secrets)
+    assert result.returncode == 1, result.stderr
+    assert "Secret etcd-peer-tls is signed by another CA" in result.stderr
+    assert stray_processes(sb.state_dir, subnet_of(sb.state_dir)) == []

@@ -1001,8 +1001,11 @@ class Daemon:
             binary = self.tools.etcd(program)
         except podspec.ToolMissing as err:
             raise SandboxError(str(err), 2) from err
+        target, mount = podspec.tool_mount(binary)
+        self.ensure_mountpoints([mount])
         spec = container.spec.launch_spec(pod.name, str(self.state.hosts))
-        spec["argv"] = [binary, *args]
+        spec["mounts"].append(mount.as_dict())
+        spec["argv"] = [target, *args]
         return spec
 
     # --- requests --------------------------------------------------------------------------------

@@ -166,6 +166,17 @@ def python_for(uid: int | None, gids: set[int]) -> str:
     )
 
 
+# Where the etcd binaries appear inside a container: bind-mounted there, so that a non-root
+# container user can run them wherever this machine keeps them (even below a 0700 directory).
+TOOLS_MOUNT = "/run/etcd-sandbox/bin"
+
+
+def tool_mount(binary: str) -> tuple[str, Mount]:
+    """The in-container path of a host binary, and the read-only bind mount that puts it there."""
+    target = f"{TOOLS_MOUNT}/{os.path.basename(binary)}"
+    return target, Mount(os.path.realpath(binary), target, True)
+
+
 @dataclass
 class Tools:
     """Where the programs behind the images are on this machine (found lazily)."""
@@ -840,6 +851,10 @@ def build_container(
         where, str(container.get("image", "")), command, args, tools, security.uid, gids
     )
     argv = [argv[0], *rewrite_listeners(where, argv[1:], ctx.address)]
+    mounts = container_mounts(where, container, volumes)
+    if image_kind(str(container.get("image", ""))) == "etcd":
+        argv[0], binary = tool_mount(argv[0])
+        mounts.append(binary)
     probes = {}
     for key in ("startupProbe", "readinessProbe", "livenessProbe"):
         if container.get(key):
@@ -857,7 +872,7 @@ def build_container(
         image=str(container.get("image", "")),
         argv=argv,
         env=env,
-        mounts=container_mounts(where, container, volumes),
+        mounts=mounts,
         security=security,
         working_dir=str(container.get("workingDir") or "/"),
         probes=probes,

@@ -1,10 +1,13 @@
-"""Finding what a sandbox left running: its processes carry the state dir or its API address."""
+"""Finding what a sandbox left behind: processes that carry its state dir or its API address in
+their environment, and routes of its subnet."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+
+from etcd_chart.sandbox.network import subnet_routes
 
 
 def stray_processes(state_dir: Path, subnet: str | None) -> list[str]:
@@ -29,8 +32,13 @@ def stray_processes(state_dir: Path, subnet: str | None) -> list[str]:
     return found
 
 
+def stray_routes(subnet: str | None) -> list[str]:
+    """Routes the sandbox added for its pod addresses that are still in the local table."""
+    return [f"route {address}" for address in subnet_routes(subnet)] if subnet else []
+
+
 def assert_no_stray_processes(state_dir: Path, subnet: str | None = None) -> None:
-    left = stray_processes(state_dir, subnet)
+    left = stray_processes(state_dir, subnet) + stray_routes(subnet)
     assert left == [], f"processes of the sandbox in {state_dir} are still running:\n" + "\n".join(
         left
     )

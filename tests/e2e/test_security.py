@@ -24,7 +24,7 @@ import pytest
 import yaml
 from etcd_chart.sandbox.client import Sandbox
 from membership import pod_names, wait_converged
-from strays import stray_processes, subnet_of
+from strays import assert_no_stray_processes, subnet_of
 
 pytestmark = pytest.mark.e2e
 
@@ -77,7 +77,7 @@ def secure(
     finally:
         subnet = subnet_of(sb.state_dir)
         sb.down(purge=True)
-        assert stray_processes(sb.state_dir, subnet) == []
+        assert_no_stray_processes(sb.state_dir, subnet)
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +309,7 @@ def test_bad_tls_input_stops_before_anything_runs(
     assert result.stdout == ""
     assert message in result.stderr
     assert "up failed; stopped everything" in result.stderr
-    assert stray_processes(state, subnet_of(state)) == []
+    assert_no_stray_processes(state, subnet_of(state))
 
 
 def pki_secrets(out: Path) -> list[dict[str, Any]]:
@@ -346,7 +346,7 @@ def test_certificates_from_etcd_chart_pki_boot_a_cluster(chart_dir: Path, tmp_pa
     finally:
         subnet = subnet_of(sb.state_dir)
         sb.down(purge=True)
-        assert stray_processes(sb.state_dir, subnet) == []
+        assert_no_stray_processes(sb.state_dir, subnet)
 
 
 def test_a_secret_missing_a_key_stops_the_render(chart_dir: Path, tmp_path: Path) -> None:
@@ -356,7 +356,7 @@ def test_a_secret_missing_a_key_stops_the_render(chart_dir: Path, tmp_path: Path
     assert result.returncode == 1, result.stderr
     assert "Secret etcd-server-tls has no key ca.crt" in result.stderr
     assert "post-render failed" in result.stderr
-    assert stray_processes(sb.state_dir, subnet_of(sb.state_dir)) == []
+    assert_no_stray_processes(sb.state_dir, subnet_of(sb.state_dir))
 
 
 def test_a_ca_that_does_not_match_stops_the_render(chart_dir: Path, tmp_path: Path) -> None:
@@ -367,4 +367,4 @@ def test_a_ca_that_does_not_match_stops_the_render(chart_dir: Path, tmp_path: Pa
     sb, result = boot_with_existing_secrets(chart_dir, tmp_path, secrets)
     assert result.returncode == 1, result.stderr
     assert "Secret etcd-peer-tls is signed by another CA" in result.stderr
-    assert stray_processes(sb.state_dir, subnet_of(sb.state_dir)) == []
+    assert_no_stray_processes(sb.state_dir, subnet_of(sb.state_dir))

@@ -20,6 +20,7 @@ import hashlib
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,9 @@ class Network:
         self.addresses: dict[str, str] = dict(data.get("addresses", {}))
         self.routes: list[str] = list(data.get("routes", []))
         self.route_error = ""
+        # Held while `ip` changes a route: once remove_routes has run, no pod thread still
+        # finishing during shutdown may add one back behind it.
+        self._route_lock = threading.Lock()
 
     def choose(self, state_dir: Path) -> None:
         if not self.subnet:
@@ -146,6 +150,10 @@ class Network:
             self.save()
 
     def add_route(self, address: str) -> None:
+        with self._route_lock:
+            self._add_route(address)
+
+    def _add_route(self, address: str) -> None:
         if address in self.routes or not self.manage_routes:
             return
         result = _ip(
@@ -171,9 +179,16 @@ class Network:
             self.routes.remove(address)
 
     def remove_routes(self) -> None:
-        for address in list(self.routes):
-            self.remove_route(address)
-        self.save()
+        """Every route of this sandbox's subnet: the recorded ones, and any a pod thread added
+        while the daemon was shutting down (the subnet belongs to this state dir alone)."""
+        with self._route_lock:
+            managed, self.manage_routes = self.manage_routes, False
+            for address in list(self.routes):
+                self.remove_route(address)
+            if self.subnet and managed:
+                for address in subnet_routes(self.subnet):
+                    _ip("route", "del", "local", f"{address}/32", "dev", "lo", "table", "local")
+            self.save()
 
     def write_hosts(self, entries: list[HostEntry]) -> None:
         """Rewrite the hosts file in place (same inode): every bind mount of it sees the change."""
@@ -194,6 +209,26 @@ class Network:
                 os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
+
+
+def subnet_routes(subnet: str) -> list[str]:
+    """Addresses of `subnet` (a.b.c) with a /32 route of their own in the local table."""
+    try:
+        result = subprocess.run(
+            ["ip", "-o", "route", "show", "table", "local"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found = []
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) > 1 and words[0] == "local" and words[1].startswith(f"{subnet}."):
+            found.append(words[1].removesuffix("/32"))
+    return found
 
 
 def _ip(*args: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,24 +35,6 @@ def edit_config(bodies: list[dict[str, Any]], **changes: Any) -> None:
     config = json.loads(configmap["data"]["etcd.conf.json"])
     config.update(changes)
     configmap["data"]["etcd.conf.json"] = json.dumps(config, indent=2)
-
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[FakeApiServer]:
-    server = FakeApiServer(token="test-token").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def cluster(api: FakeApiServer, tmp_path: Path) -> Iterator[Cluster]:
-    live = Cluster(str(api.write_kubeconfig(tmp_path / "kubeconfig", "db")))
-    try:
-        yield live
-    finally:
-        live.close()
 
 
 def seed(api: FakeApiServer, bodies: list[dict[str, Any]]) -> None:

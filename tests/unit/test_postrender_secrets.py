@@ -12,7 +12,6 @@ import copy
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,24 +98,6 @@ def decoded(secret: dict[str, Any], key: str) -> bytes:
 def ca_of(secret: dict[str, Any]) -> str:
     cert = x509.load_cert(decoded(secret, "ca.crt"))
     return f"CN {x509.common_name_of(cert)}, SHA-256 {x509.fingerprint(cert)[:16]}"
-
-
-@pytest.fixture
-def api() -> Iterator[FakeApiServer]:
-    server = FakeApiServer(token="test-token").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def cluster(api: FakeApiServer, tmp_path: Path) -> Iterator[Cluster]:
-    live = Cluster(str(api.write_kubeconfig(tmp_path / "kubeconfig", "db")))
-    try:
-        yield live
-    finally:
-        live.close()
 
 
 def seed(api: FakeApiServer, secrets: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from etcd_chart.sandbox.client import Sandbox
 from membership import WRITE_OUTAGES
-from strays import assert_no_stray_processes, stray_processes, stray_routes, subnet_of
+from strays import assert_no_stray_processes, leftovers, subnet_of
 
 SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
 
@@ -51,7 +51,7 @@ def sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
         result = handle.down(purge=True)
         if result.returncode != 0:
             problems.append(f"down failed: {result.stderr}")
-        left = stray_processes(handle.state_dir, subnet) + stray_routes(subnet)
+        left = leftovers(handle.state_dir, subnet)
         if left:
             problems.append("\n".join(left))
     assert problems == [], "\n".join(problems)

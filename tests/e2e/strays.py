@@ -37,8 +37,13 @@ def stray_routes(subnet: str | None) -> list[str]:
     return [f"route {address}" for address in subnet_routes(subnet)] if subnet else []
 
 
+def leftovers(state_dir: Path, subnet: str | None) -> list[str]:
+    """Everything of the sandbox in `state_dir` that outlived its `down`."""
+    return stray_processes(state_dir, subnet) + stray_routes(subnet)
+
+
 def assert_no_stray_processes(state_dir: Path, subnet: str | None = None) -> None:
-    left = stray_processes(state_dir, subnet) + stray_routes(subnet)
+    left = leftovers(state_dir, subnet)
     assert left == [], f"processes of the sandbox in {state_dir} are still running:\n" + "\n".join(
         left
     )

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from etcd_chart.kubedns import service_names
 from etcd_chart.sandbox import command
 from etcd_chart.sandbox.controller import hooks_for
 from etcd_chart.sandbox.network import (
@@ -17,7 +18,6 @@ from etcd_chart.sandbox.network import (
     check_port_free,
     pod_names,
     render_hosts,
-    service_names,
     subnet_candidates,
 )
 from etcd_chart.sandbox.render import RenderArgs, cluster_domain

@@ -42,6 +42,7 @@ from typing import Any
 from cryptography import x509 as cx509
 
 from etcd_chart import x509
+from etcd_chart.kubedns import service_names
 from etcd_chart.yamlio import dump
 
 DEFAULT_MAX_MEMBERS = 9  # the chart's tls.maxMembers default
@@ -97,8 +98,7 @@ def _unique(names: Iterable[str]) -> list[str]:
 
 
 def _service_names(service: str, options: PkiOptions) -> list[str]:
-    qualified = f"{service}.{options.namespace}"
-    return [service, qualified, f"{qualified}.svc", f"{qualified}.svc.{options.cluster_domain}"]
+    return service_names(service, options.namespace, options.cluster_domain)
 
 
 def member_names(options: PkiOptions) -> list[str]:

@@ -9,6 +9,7 @@ Kubernetes or the agent to expand. Without such a URL the standard stable DNS na
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,16 +90,24 @@ def peer_tls(member: MemberSet) -> bool:
     return any(settings.get(key) not in (None, "", False, "false") for key in TLS_PEER_KEYS)
 
 
+def _peer_urls(member: MemberSet) -> Iterator[Url]:
+    """The member set's peer URLs, advertised ones first, with plain env vars expanded."""
+    settings = member.settings
+    if settings is None:
+        return
+    values = env_values(member)
+    for key in ("initial-advertise-peer-urls", "listen-peer-urls"):
+        for text in split_urls(settings.get(key)):
+            url = parse_url(expand(text, values))
+            if url:
+                yield url
+
+
 def peer_scheme(member: MemberSet) -> str:
     """`http` or `https` for peer traffic, from the URLs (expanding plain env vars) or TLS."""
-    settings = member.settings
-    values = env_values(member)
-    if settings is not None:
-        for key in ("initial-advertise-peer-urls", "listen-peer-urls"):
-            for text in split_urls(settings.get(key)):
-                url = parse_url(expand(text, values))
-                if url and url.scheme in ("http", "https"):
-                    return url.scheme
+    for url in _peer_urls(member):
+        if url.scheme in ("http", "https"):
+            return url.scheme
     return "https" if peer_tls(member) else "http"
 
 
@@ -113,14 +122,9 @@ def _named_port(member: MemberSet, names: tuple[str, ...]) -> int | None:
 
 
 def peer_port(member: MemberSet) -> int:
-    settings = member.settings
-    values = env_values(member)
-    if settings is not None:
-        for key in ("initial-advertise-peer-urls", "listen-peer-urls"):
-            for text in split_urls(settings.get(key)):
-                url = parse_url(expand(text, values))
-                if url and url.port_number:
-                    return url.port_number
+    for url in _peer_urls(member):
+        if url.port_number:
+            return url.port_number
     return _named_port(member, PEER_PORT_NAMES) or DEFAULT_PEER_PORT
 
 

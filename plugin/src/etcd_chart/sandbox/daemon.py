@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from etcd_chart.kubedns import service_names
 from etcd_chart.sandbox import podspec
 from etcd_chart.sandbox.controller import (
     DeploymentController,
@@ -47,7 +48,6 @@ from etcd_chart.sandbox.network import (
     Network,
     check_port_free,
     pod_names,
-    service_names,
 )
 from etcd_chart.sandbox.runtime import GRACE_CAP, Pod, tail
 from etcd_chart.sandbox.state import ProcessRecord, StateDir, kill_recorded, read_json, write_json

@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from etcd_chart.kubedns import service_names
 from etcd_chart.sandbox.state import read_json, write_json
 
 FIRST_POD_HOST = 10
@@ -175,7 +176,7 @@ class Network:
 
     def remove_route(self, address: str) -> None:
         if address in self.routes:
-            _ip("route", "del", "local", f"{address}/32", "dev", "lo", "table", "local")
+            _delete_route(address)
             self.routes.remove(address)
 
     def remove_routes(self) -> None:
@@ -187,7 +188,7 @@ class Network:
                 self.remove_route(address)
             if self.subnet and managed:
                 for address in subnet_routes(self.subnet):
-                    _ip("route", "del", "local", f"{address}/32", "dev", "lo", "table", "local")
+                    _delete_route(address)
             self.save()
 
     def write_hosts(self, entries: list[HostEntry]) -> None:
@@ -231,6 +232,10 @@ def subnet_routes(subnet: str) -> list[str]:
     return found
 
 
+def _delete_route(address: str) -> str:
+    return _ip("route", "del", "local", f"{address}/32", "dev", "lo", "table", "local")
+
+
 def _ip(*args: str) -> str:
     """Run `ip ARGS`; returns the error, or "" on success."""
     try:
@@ -257,23 +262,7 @@ def render_hosts(entries: list[HostEntry]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def service_names(service: str, namespace: str, domain: str) -> list[str]:
-    return [
-        service,
-        f"{service}.{namespace}",
-        f"{service}.{namespace}.svc",
-        f"{service}.{namespace}.svc.{domain}",
-    ]
-
-
 def pod_names(pod: str, subdomain: str, namespace: str, domain: str) -> list[str]:
-    names = [pod]
-    if subdomain:
-        names = [
-            f"{pod}.{subdomain}",
-            f"{pod}.{subdomain}.{namespace}",
-            f"{pod}.{subdomain}.{namespace}.svc",
-            f"{pod}.{subdomain}.{namespace}.svc.{domain}",
-            pod,
-        ]
-    return names
+    if not subdomain:
+        return [pod]
+    return [*(f"{pod}.{name}" for name in service_names(subdomain, namespace, domain)), pod]

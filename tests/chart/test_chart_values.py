@@ -242,7 +242,7 @@ def test_containers_and_commands(helm: str) -> None:
 
 def test_default_images(helm: str) -> None:
     spec = pod_spec(render(helm))
-    assert container(spec, "etcd")["image"] == "gcr.io/etcd-development/etcd:v3.7.2"
+    assert container(spec, "etcd")["image"] == "gcr.io/etcd-development/etcd:v3.7.3"
     for name in ("prepare", "member-agent"):
         assert container(spec, name)["image"] == "docker.io/library/python:3.13-alpine"
 
@@ -448,7 +448,7 @@ def test_labels(helm: str) -> None:
     assert labels == {
         **SELECTOR,
         "helm.sh/chart": "etcd-0.1.0",
-        "app.kubernetes.io/version": "3.7.2",
+        "app.kubernetes.io/version": "3.7.3",
         "app.kubernetes.io/managed-by": "Helm",
         "team": "storage",
     }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from etcd_chart.helm import ToolMissing, find_tool
+from etcd_versions import ETCD_MINORS, etcd_release
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "chart"
@@ -48,6 +49,12 @@ def helm4() -> str:
 @pytest.fixture(scope="session", params=[3, 4], ids=["helm3", "helm4"])
 def helm(request: pytest.FixtureRequest) -> str:
     return _tool(f"helm{request.param}")
+
+
+@pytest.fixture(scope="session", params=ETCD_MINORS, ids=[f"etcd{m}" for m in ETCD_MINORS])
+def etcd_version(request: pytest.FixtureRequest) -> str:
+    """Each etcd release the tests run, e.g. `3.6.16` (a test using it runs once per release)."""
+    return etcd_release(str(request.param))
 
 
 @pytest.fixture(scope="session")

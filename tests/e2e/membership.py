@@ -74,6 +74,11 @@ def leader(sb: Sandbox, pod: str) -> str:
     return next(m["name"] for m in members(sb, pod) if m["ID"] == leader_id)
 
 
+def server_version(sb: Sandbox, pod: str) -> str:
+    """The etcd release the member in `pod` runs, as it reports itself."""
+    return str(etcdctl_json(sb, pod, "endpoint", "status")[0]["Status"]["version"])
+
+
 def cluster_id(sb: Sandbox, pod: str) -> int:
     return int(etcdctl_json(sb, pod, "endpoint", "status")[0]["Status"]["header"]["cluster_id"])
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
+from etcd_versions import etcd_release
 from membership import members, ordinal, statefulset_pods
 from strays import subnet_of
 
@@ -25,8 +26,9 @@ def docs_manifest(
     tmp_path: Path, replicas: int = 3, image: str | None = None, extra_args: list[str] | None = None
 ) -> str:
     text = DOCS_MANIFEST.read_text().replace("replicas: 3", f"replicas: {replicas}")
-    if image:
-        text = text.replace("quay.io/coreos/etcd:v3.5.15", image)
+    # The docs' etcd 3.5.15 becomes the 3.5 release the tests have binaries for.
+    image = image or f"quay.io/coreos/etcd:v{etcd_release('3.5')}"
+    text = text.replace("quay.io/coreos/etcd:v3.5.15", image)
     for arg in extra_args or []:
         text = text.replace(
             "            - --name=$(HOSTNAME)\n",
@@ -155,11 +157,14 @@ def test_missing_etcd_binary(tmp_path: Path, sandbox_cli: CLI, no_strays: NoStra
     result = sandbox_cli(
         "up", "--manifest", docs_manifest(tmp_path), "--state-dir", str(state), env=env
     )
+    version = etcd_release("3.5")
     _assert_failed_cleanly(
         result,
         state,
         2,
-        "etcd is not installed; run `bash ci/install-tools.sh` to fetch it",
+        f"container etcd: image 'quay.io/coreos/etcd:v{version}' runs etcd {version}, and this "
+        f"machine has no etcd {version} (looked in {empty}/etcd/v{version}/ and PATH; found no "
+        "etcd at all). Get it with `bash ci/install-tools.sh`",
         no_strays,
     )
 

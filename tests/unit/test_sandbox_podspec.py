@@ -110,20 +110,26 @@ def test_image_kinds(image: str, repository: str, kind: str | None) -> None:
 
 
 def test_etcd_image_programs_map_to_the_binaries() -> None:
-    tools = Tools({"etcd": "/bin/etcd-x", "etcdctl": "/bin/etcdctl-x"})
+    tools = Tools(
+        {
+            ("3.5.15", "etcd"): "/bin/etcd-3.5",
+            ("3.6.0", "etcd"): "/bin/etcd-3.6",
+            ("3.6.0", "etcdctl"): "/bin/etcdctl-3.6",
+        }
+    )
     where = "Pod ns1/etcd-0: container etcd"
     assert program_argv(
         where, "quay.io/coreos/etcd:v3.5.15", ["/usr/local/bin/etcd"], ["--name=a"], tools
     ) == [
-        "/bin/etcd-x",
+        "/bin/etcd-3.5",
         "--name=a",
     ]
     assert program_argv(where, "gcr.io/etcd-development/etcd:v3.6.0", [], ["--name=a"], tools) == [
-        "/bin/etcd-x",
+        "/bin/etcd-3.6",
         "--name=a",
     ]
-    assert program_argv(where, "etcd", ["etcdctl", "get", "k"], [], tools) == [
-        "/bin/etcdctl-x",
+    assert program_argv(where, "etcd:3.6.0-0", ["etcdctl", "get", "k"], [], tools) == [
+        "/bin/etcdctl-3.6",
         "get",
         "k",
     ]
@@ -378,7 +384,7 @@ def test_check_template_names_every_problem() -> None:
     }
     where = "s.yaml: StatefulSet default/db"
     assert check_template(
-        where, template, Tools({"etcd": "/bin/etcd"}), lambda *_: None, "default"
+        where, template, Tools({("3.5.15", "etcd"): "/bin/etcd"}), lambda *_: None, "default"
     ) == [
         f"{where}: spec.template.spec.hostNetwork: cannot be emulated "
         "(pods always share this machine's network namespace in the sandbox)",
@@ -400,12 +406,16 @@ def test_exec_probe_is_refused() -> None:
     template = {
         "spec": {
             "containers": [
-                {"name": "etcd", "image": "etcd", "livenessProbe": {"exec": {"command": ["true"]}}},
+                {
+                    "name": "etcd",
+                    "image": "etcd:v3.6.0",
+                    "livenessProbe": {"exec": {"command": ["true"]}},
+                },
             ]
         }
     }
     assert check_template(
-        "w", template, Tools({"etcd": "/bin/etcd"}), lambda *_: None, "default"
+        "w", template, Tools({("3.6.0", "etcd"): "/bin/etcd"}), lambda *_: None, "default"
     ) == [
         "w: container etcd: livenessProbe: exec probes cannot be run by the sandbox "
         "(httpGet and tcpSocket only)"

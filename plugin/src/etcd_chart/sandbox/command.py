@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from etcd_chart.sandbox import client
+from etcd_chart.sandbox.binaries import BIN_DIR_ENV
 from etcd_chart.sandbox.client import ControlError
 from etcd_chart.sandbox.launch import launcher_argv
 from etcd_chart.sandbox.render import RenderArgs, RenderError, cluster_domain, post_render, source
@@ -79,6 +81,12 @@ def _render_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=180,
         help="seconds to wait for every pod to be Ready (default 180)",
+    )
+    parser.add_argument(
+        "--bin-dir",
+        help="directory holding the etcd binaries as v<version>/etcd, v<version>/etcdctl and "
+        f"v<version>/etcdutl (env {BIN_DIR_ENV}); an etcd image runs the version its tag names, "
+        "looked for here, then in the cache ci/install-tools.sh fills, then on PATH",
     )
 
 
@@ -215,12 +223,24 @@ def existing_objects(paths: list[str]) -> list[dict[str, Any]]:
     return found
 
 
+def _bin_dir(args: argparse.Namespace) -> str | None:
+    """--bin-dir, else ETCD_CHART_BIN_DIR, as an absolute path (the daemon has its own cwd)."""
+    given = args.bin_dir or os.environ.get(BIN_DIR_ENV) or None
+    if given is None:
+        return None
+    where = "--bin-dir" if args.bin_dir else BIN_DIR_ENV
+    if not Path(given).is_dir():
+        raise RenderError(f"{where} {given}: not a directory", 1)
+    return str(Path(given).resolve())
+
+
 def _apply(
     state: StateDir, args: argparse.Namespace, action: str, text: str | None = None
 ) -> dict[str, Any]:
     render_args = _render_args(args)
     if render_args is None:
         raise RenderError("give either a chart directory or --manifest FILE", 1)
+    bin_dir = _bin_dir(args)
     if args.objects:
         client.request(
             state,
@@ -243,6 +263,7 @@ def _apply(
             "namespace": args.namespace,
             "cluster_domain": cluster_domain(render_args),
             "timeout": args.timeout,
+            "bin_dir": bin_dir,
         },
     )
     status: dict[str, Any] = answer["status"]
@@ -252,6 +273,10 @@ def _apply(
 def _up(state: StateDir, args: argparse.Namespace) -> int:
     if _render_args(args) is None:
         return _fail("give either a chart directory or --manifest FILE", 1)
+    try:
+        _bin_dir(args)
+    except RenderError as err:
+        return _fail(str(err), err.code)
     if client.running(state):
         return _fail(
             f"a sandbox is already running in {state.root}; use `upgrade`, or `down` first", 1

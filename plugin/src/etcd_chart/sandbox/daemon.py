@@ -610,8 +610,8 @@ class Daemon:
                 errors += podspec.check_template(
                     where, template, self.tools, self.lookup, namespace
                 )
-            except podspec.ToolMissing as err:
-                raise SandboxError(f"{where}: {err}", 2) from err
+            except podspec.ToolMissing as err:  # the message names the template and container
+                raise SandboxError(str(err), 2) from err
         if errors:
             raise SandboxError("\n".join(errors), 1)
 
@@ -675,6 +675,8 @@ class Daemon:
         deadline = time.monotonic() + timeout
         if request.get("cluster_domain"):
             self.cluster_domain = str(request["cluster_domain"])
+        if request.get("bin_dir"):
+            self.tools.set_bin_dir(str(request["bin_dir"]))
         objects, hooks, sources = self._parse(str(request.get("manifest", "")), namespace)
         self._validate(objects, hooks, sources)
         if action == "install":
@@ -997,8 +999,15 @@ class Daemon:
         container = pod.containers.get(container_name) if container_name else pod.main_container()
         if container is None:
             raise SandboxError(f"pod {pod.key}: no container {container_name or '(etcd)'} (yet)", 1)
+        # etcdctl of the pod's etcd version, also when the environment is another container's.
+        etcd_image = container.spec.image
+        if podspec.image_kind(etcd_image) != "etcd":
+            main = pod.main_container()
+            etcd_image = main.spec.image if main is not None else etcd_image
         try:
-            binary = self.tools.etcd(program)
+            binary = self.tools.etcd(program, etcd_image, f"pod {pod.key}")
+        except podspec.UnknownVersion as err:
+            raise SandboxError(str(err), 1) from err
         except podspec.ToolMissing as err:
             raise SandboxError(str(err), 2) from err
         target, mount = podspec.tool_mount(binary)

@@ -21,7 +21,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from etcd_chart.helm import ToolMissing, find_tool
+from etcd_chart.helm import ToolMissing
+from etcd_chart.sandbox.binaries import Tools, UnknownVersion
 
 Lookup = Callable[[str, str, str], "dict[str, Any] | None"]  # (kind, namespace, name) -> object
 
@@ -177,18 +178,6 @@ def tool_mount(binary: str) -> tuple[str, Mount]:
     return target, Mount(os.path.realpath(binary), target, True)
 
 
-@dataclass
-class Tools:
-    """Where the programs behind the images are on this machine (found lazily)."""
-
-    found: dict[str, str] = field(default_factory=dict)
-
-    def etcd(self, program: str) -> str:
-        if program not in self.found:
-            self.found[program] = find_tool(program)
-        return self.found[program]
-
-
 def program_argv(
     where: str,
     image: str,
@@ -200,8 +189,8 @@ def program_argv(
 ) -> list[str]:
     """The local argv for a container of `image` (command/args already expanded).
 
-    Raises Unsupported for an image or program that has no local equivalent, ToolMissing when
-    the etcd binaries are not installed.
+    Raises Unsupported for an image or program that has no local equivalent (an etcd image whose
+    tag names no version included), ToolMissing when the version's etcd binaries are not here.
     """
     kind = image_kind(image)
     if kind is None:
@@ -217,7 +206,10 @@ def program_argv(
                 f"{where}: the etcd image has no shell or other programs; the sandbox runs only "
                 f"{', '.join(ETCD_PROGRAMS)} from it, not {argv[0]!r}"
             )
-        return [tools.etcd(program), *argv[1:]]
+        try:
+            return [tools.etcd(program, image, where), *argv[1:]]
+        except UnknownVersion as err:
+            raise Unsupported(str(err)) from err
     argv = list(command) + list(args) if command else (list(args) or ["python3"])
     if argv[0] not in PYTHON_COMMANDS:
         raise Unsupported(
@@ -972,7 +964,9 @@ __all__ = [
     "MissingObject",
     "PodContext",
     "ToolMissing",
+    "Tools",
     "Unsupported",
+    "UnknownVersion",
     "build_container",
     "check_template",
     "expand",

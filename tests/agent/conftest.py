@@ -9,11 +9,23 @@ from types import ModuleType
 
 import pytest
 from agent_harness import Release, load_agent
+from etcd_versions import etcd_program
 
 
 @pytest.fixture(scope="session")
 def agent() -> ModuleType:
     return load_agent()
+
+
+@pytest.fixture(scope="session")
+def etcd_bin(etcd_version: str) -> str:
+    """Here every test with a real etcd runs on each release the tests run (ids `etcd3.5`...)."""
+    return etcd_program(etcd_version, "etcd")
+
+
+@pytest.fixture(scope="session")
+def etcdctl_bin(etcd_version: str) -> str:
+    return etcd_program(etcd_version, "etcdctl")
 
 
 @pytest.fixture

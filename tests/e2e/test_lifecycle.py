@@ -31,6 +31,7 @@ from membership import (
     leader,
     members,
     pod_names,
+    server_version,
     statefulset_pods,
     wait_converged,
 )
@@ -85,16 +86,19 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
 
 
 def test_1_scale_3_to_5_to_3_to_1_to_3(
-    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer, etcd_version: str
 ) -> None:
-    sb = sandbox(str(chart_dir))
+    """On each etcd release the tests run (the image tag picks it)."""
+    tag = f"image.tag=v{etcd_version}"
+    sb = sandbox(str(chart_dir), "--set", tag)
     first = wait_converged(sb, 3)
+    assert server_version(sb, "etcd-0") == etcd_version
     ledger = writer(sb)
     ids = first
     for before, after in ((3, 5), (5, 3), (3, 1), (1, 3)):
         if after < before:
             ledger.set_endpoints(endpoints(sb.status(), pod_names(after)))
-        sb.upgrade(str(chart_dir), "--set", f"replicas={after}", timeout=240)
+        sb.upgrade(str(chart_dir), "--set", tag, "--set", f"replicas={after}", timeout=240)
         now = settle(sb, ledger, after, f"1: scale {before} -> {after}")
         kept = pod_names(min(before, after))
         assert {n: now[n] for n in kept} == {n: ids[n] for n in kept}, "a kept member changed"

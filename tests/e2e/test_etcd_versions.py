@@ -81,7 +81,11 @@ def test_a_tag_that_is_not_a_version_is_refused(
     result = sandbox_cli("up", str(chart_dir), *values, "--state-dir", str(state))
     stderr = assert_refused_cleanly(result, state, 1, no_strays)
     assert f"{WHERE}: image 'gcr.io/etcd-development/etcd" in stderr
-    assert f"{said}, which names no etcd version" in stderr
+    assert (
+        f"{said}, which names no etcd version: the sandbox runs the etcd release an image's tag "
+        "names, so give it a version tag such as v3.6.16 (with the chart: image.tag, and "
+        "image.digest empty)"
+    ) in stderr
 
 
 def test_a_bin_dir_that_does_not_exist_is_refused(

@@ -69,8 +69,8 @@ def test_a_tag_that_names_no_version_is_refused(image: str, said: str) -> None:
         tag_version(where, image)
     assert str(caught.value) == (
         f"{where}: image {image!r} has {said}, which names no etcd version: the sandbox runs the "
-        "etcd release an image's tag names, so give a version tag such as v3.7.3 (with a "
-        "digest, keep the tag: repo:v3.7.3@sha256:...)"
+        "etcd release an image's tag names, so give it a version tag such as v3.6.16 (with the "
+        "chart: image.tag, and image.digest empty)"
     )
     with pytest.raises(Unsupported, match="names no etcd version"):
         program_argv(where, image, [], [], Tools())

@@ -48,8 +48,8 @@ def tag_version(where: str, image: str) -> str:
         said = f"tag {tag!r}" if tag else ("only a digest" if "@" in image else "no tag")
         raise UnknownVersion(
             f"{where}: image {image!r} has {said}, which names no etcd version: the sandbox "
-            "runs the etcd release an image's tag names, so give a version tag such as "
-            "v3.7.3 (with a digest, keep the tag: repo:v3.7.3@sha256:...)"
+            "runs the etcd release an image's tag names, so give it a version tag such as "
+            "v3.6.16 (with the chart: image.tag, and image.digest empty)"
         )
     return match.group(1) + (match.group(3) or "")
 

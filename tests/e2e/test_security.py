@@ -5,7 +5,8 @@ certificates from the (local) cert-manager chain the chart renders, etcd RBAC wi
 and a read-only user from Secrets created beforehand (`--objects`), JWT tokens. An unrelated chain
 made with `etcd-chart pki` (same names, another CA, client CN `root`) plays the intruder. Every
 refusal is also looked up in etcd's own log, so that a test cannot pass because etcd was merely
-unreachable. The last test scales the same cluster from 3 to 5 members.
+unreachable. The last test scales the same cluster from 3 to 5 members. Every test that boots a
+TLS cluster runs on each etcd release the tests run.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 import pytest
 import yaml
 from etcd_chart.sandbox.client import Sandbox
-from membership import pod_names, wait_converged
+from etcd_versions import etcd_program
+from membership import pod_names, server_version, wait_converged
 from strays import assert_no_stray_processes, subnet_of
 
 pytestmark = pytest.mark.e2e
@@ -59,8 +61,9 @@ def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def secure(
-    tmp_path_factory: pytest.TempPathFactory, chart_dir: Path, etcd_bin: str
+    tmp_path_factory: pytest.TempPathFactory, chart_dir: Path, etcd_version: str
 ) -> Iterator[Sandbox]:
+    """The secure release on each etcd release the tests run (its image tag picks it)."""
     work = tmp_path_factory.mktemp("secure")
     sb = Sandbox(work / "state")
     try:
@@ -68,11 +71,14 @@ def secure(
             str(chart_dir),
             "-f",
             str(chart_dir / "ci" / "secure-values.yaml"),
+            "--set",
+            f"image.tag=v{etcd_version}",
             "--objects",
             str(existing_secrets(work)),
             timeout=240,
         )
         wait_converged(sb, 3)
+        assert server_version(sb, "etcd-0") == etcd_version
         yield sb
     finally:
         subnet = subnet_of(sb.state_dir)
@@ -182,7 +188,7 @@ def test_plain_http_is_refused(secure: Sandbox) -> None:
 
 
 def test_a_peer_with_a_certificate_from_another_ca_cannot_join(
-    secure: Sandbox, intruder: Path, etcd_bin: str, tmp_path: Path
+    secure: Sandbox, intruder: Path, etcd_version: str, tmp_path: Path
 ) -> None:
     """A real etcd with the intruder's peer certificate tries to join as etcd-5."""
     status = secure.status()
@@ -194,7 +200,7 @@ def test_a_peer_with_a_certificate_from_another_ca_cannot_join(
     (tmp_path / "hosts").write_text(hosts.read_text() + f"{address} {name}.{domain}\n")
     peers = ",".join(f"etcd-{i}=https://etcd-{i}.{domain}:2380" for i in range(3))
     command = [
-        etcd_bin,
+        etcd_program(etcd_version, "etcd"),
         f"--name={name}",
         f"--data-dir={tmp_path / 'data'}",
         f"--listen-peer-urls=https://{address}:2380",
@@ -244,7 +250,9 @@ def test_rbac_root_with_its_password_and_a_read_only_user(secure: Sandbox) -> No
     assert (absent.returncode, absent.stdout) == (0, "")
 
 
-def test_scaling_to_5_needs_no_new_certificate(secure: Sandbox, chart_dir: Path) -> None:
+def test_scaling_to_5_needs_no_new_certificate(
+    secure: Sandbox, chart_dir: Path, etcd_version: str
+) -> None:
     def certificates() -> dict[str, bytes]:
         found = {}
         for entry in secure.status()["pods"]:
@@ -261,6 +269,8 @@ def test_scaling_to_5_needs_no_new_certificate(secure: Sandbox, chart_dir: Path)
         str(chart_dir),
         "-f",
         str(chart_dir / "ci" / "secure-values.yaml"),
+        "--set",
+        f"image.tag=v{etcd_version}",
         "--set",
         "replicas=5",
         timeout=240,
@@ -325,21 +335,30 @@ def named(secrets: list[dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def boot_with_existing_secrets(
-    chart_dir: Path, tmp_path: Path, secrets: list[dict[str, Any]]
+    chart_dir: Path, tmp_path: Path, secrets: list[dict[str, Any]], *extra: str
 ) -> tuple[Sandbox, subprocess.CompletedProcess[str]]:
     objects = tmp_path / "objects.yaml"
     objects.write_text(yaml.safe_dump_all(secrets))
     sb = Sandbox(tmp_path / "state")
     values = str(chart_dir / "ci" / "existing-secrets-values.yaml")
-    result = sb.up(str(chart_dir), "-f", values, "--objects", str(objects), check=False)
+    result = sb.up(str(chart_dir), "-f", values, "--objects", str(objects), *extra, check=False)
     return sb, result
 
 
-def test_certificates_from_etcd_chart_pki_boot_a_cluster(chart_dir: Path, tmp_path: Path) -> None:
-    sb, result = boot_with_existing_secrets(chart_dir, tmp_path, pki_secrets(tmp_path / "pki"))
+def test_certificates_from_etcd_chart_pki_boot_a_cluster(
+    chart_dir: Path, tmp_path: Path, etcd_version: str
+) -> None:
+    sb, result = boot_with_existing_secrets(
+        chart_dir,
+        tmp_path,
+        pki_secrets(tmp_path / "pki"),
+        "--set",
+        f"image.tag=v{etcd_version}",
+    )
     try:
         assert result.returncode == 0, result.stderr
         wait_converged(sb, 3)
+        assert server_version(sb, "etcd-0") == etcd_version
         put = sb.etcdctl("etcd-0", "put", "/pki/greeting", "hello")
         assert (put.returncode, put.stdout) == (0, "OK\n"), put.stderr
         assert pod(sb, "etcd-2")["client_url"].startswith("https://")

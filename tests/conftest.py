@@ -57,6 +57,12 @@ def etcd_version(request: pytest.FixtureRequest) -> str:
     return etcd_release(str(request.param))
 
 
+@pytest.fixture(scope="session", params=["helm3", "helm3-newest", "helm4"])
+def every_helm(request: pytest.FixtureRequest) -> str:
+    """Helm 3.17 and 4.3 (prebuilt) and the newest Helm 3 (built from its Go module)."""
+    return _tool(str(request.param))
+
+
 @pytest.fixture(scope="session")
 def etcd_bin() -> str:
     return _tool("etcd")

@@ -1,4 +1,4 @@
-"""The rendered defaults, byte for byte, from Helm 3 and Helm 4.
+"""The rendered defaults, byte for byte, from Helm 3.17, the newest Helm 3 and Helm 4.
 
 The chart is copied with a fixed stand-in for files/member_agent.py, so that changes to the agent
 (which is embedded in two ConfigMaps and a checksum) do not churn the golden file. Regenerate with
@@ -28,9 +28,9 @@ def golden_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return chart
 
 
-def test_default_rendering_matches_golden(helm: str, golden_chart: Path) -> None:
+def test_default_rendering_matches_golden(every_helm: str, golden_chart: Path) -> None:
     result = subprocess.run(
-        [helm, "template", "etcd", str(golden_chart), "--namespace", "etcd"],
+        [every_helm, "template", "etcd", str(golden_chart), "--namespace", "etcd"],
         capture_output=True,
         text=True,
         check=False,
@@ -45,7 +45,7 @@ def test_default_rendering_matches_golden(helm: str, golden_chart: Path) -> None
                 expected.splitlines(keepends=True),
                 result.stdout.splitlines(keepends=True),
                 str(GOLDEN),
-                f"{Path(helm).name} template",
+                f"{Path(every_helm).name} template",
             )
         )
         pytest.fail(f"rendering differs from the golden file (UPDATE_GOLDEN=1 to accept):\n{diff}")

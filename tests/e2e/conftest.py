@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
+from etcd_chart.sandbox.controlplane import ControlPlane, find_binaries
+from etcd_chart.sandbox.network import choose_subnet
 from membership import WRITE_OUTAGES
-from strays import assert_no_stray_processes, leftovers, subnet_of
+from strays import assert_no_stray_processes, leftovers, stray_processes, subnet_of
 
 SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
 
@@ -77,3 +79,19 @@ def no_strays() -> Callable[[Path, str | None], None]:
 def sandbox_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     """`sandbox_cli("up", "--manifest", ..., env=...)`: the command line, output captured."""
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def control_plane(
+    tmp_path_factory: pytest.TempPathFactory, etcd_bin: str
+) -> Iterator[ControlPlane]:
+    """A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) shared
+    by the tests of one run; each test works in namespaces of its own."""
+    root = tmp_path_factory.mktemp("control-plane")
+    plane = ControlPlane(root, f"{choose_subnet(root)}.1", find_binaries(etcd_bin))
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+        assert stray_processes(root, None) == []

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the tools pinned in the build modules under ci/gobuild/: each folder holds a go.mod and
+# go.sum (every version pinned), a tools.go that imports the main packages, and a build.conf that
+# names them. A module's binaries go to <cache>/<name>/<version>/; a version already there is not
+# built again. Needs only Go (no other toolchain is ever fetched: GOTOOLCHAIN=local).
+# One go.mod cannot require two versions of one module, hence one folder per etcd minor.
+# Usage: ci/build-go-tools.sh [CACHE_DIR]   (default: $ETCD_CHART_CACHE or <repo>/.cache)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${1:-${ETCD_CHART_CACHE:-$repo/.cache}}
+log() { printf 'build-go-tools: %s\n' "$*" >&2; }
+
+command -v go >/dev/null || { log "error: Go is not installed (needed to build etcd 3.6/3.7, Helm 3 and the Kubernetes control plane)"; exit 2; }
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
+
+for module in "$repo"/ci/gobuild/*/; do
+  module=${module%/}
+  name="" version_of="" packages=() renames=() ldflags="" check=() expect=""
+  version=$(awk -v want="$(sed -n 's/^version_of=\([^ ]*\).*/\1/p' "$module/build.conf")" \
+    '($1 == want) {print $2; exit} ($1 == "require" && $2 == want) {print $3; exit}' "$module/go.mod")
+  [ -n "$version" ] || { log "error: $module/go.mod does not require the module build.conf names"; exit 2; }
+  # shellcheck source=/dev/null
+  source "$module/build.conf"
+  target=$cache/$name/$version
+  done_already=1
+  for package in "${packages[@]}"; do
+    binary=${package%/v[0-9]*}; binary=${binary##*/}  # go names a command after its path, less /vN
+    for rename in "${renames[@]}"; do [ "${rename%%:*}" = "$binary" ] && binary=${rename#*:}; done
+    [ -x "$target/$binary" ] || done_already=0
+  done
+  [ "$done_already" = 0 ] || continue
+
+  log "building $name $version from ${module#"$repo"/} (minutes on a cold Go cache)"
+  mkdir -p "$cache/$name"
+  work=$(mktemp -d "$cache/$name/.build-$version.XXXXXX")
+  # One invocation for all of a module's commands: they share most packages, which compile once.
+  if ! go build -C "$module" -trimpath -ldflags="-s -w $ldflags" -o "$work/" "${packages[@]}"; then
+    rm -rf "$work"; log "error: building $name $version failed"; exit 2
+  fi
+  for rename in "${renames[@]}"; do mv "$work/${rename%%:*}" "$work/${rename#*:}"; done
+  want=$(eval "printf '%s' \"$expect\"")
+  reported=$("$work/${check[0]}" "${check[@]:1}" 2>&1 | sed -n 1p)
+  if [[ "$reported" != "$want"* ]]; then
+    rm -rf "$work"
+    log "error: the $name built from $module reports '$reported', expected '$want'"
+    exit 2
+  fi
+  rm -rf "$target"
+  mv "$work" "$target"
+  chmod 0755 "$target"
+done

@@ -52,6 +52,9 @@ EXTRA_FLAGS_KEY = "x-extra-flags"
 HTTP_TIMEOUT = 2.0
 # Scale-down asks pods 0..N-1 first; these higher ordinals only when none of those answers.
 FALLBACK_ORDINALS = 8
+# prepare gives up (the init container restarts and asks again) when one learner has blocked
+# its join this long: long enough for a learner to catch up on a large snapshot.
+DEFAULT_LEARNER_WAIT = 300.0
 
 START, JOIN, BOOTSTRAP, WAIT = "start", "join", "bootstrap", "wait"
 RECORD_PRESENT, RECORD_ABSENT = "present", "absent"
@@ -733,7 +736,8 @@ class KubeError(Exception):
 
 
 class KubeClient:
-    """The in-cluster Kubernetes API: service account token and CA, ConfigMaps only."""
+    """The in-cluster Kubernetes API: service account token and CA; the record and the
+    StatefulSet only."""
 
     def __init__(self, env: Mapping[str, str], timeout: float = 5.0):
         self.host = env.get("KUBERNETES_SERVICE_HOST", "")
@@ -1004,7 +1008,47 @@ def carry_out(
     return config, ", ".join(done)
 
 
-def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: float) -> int:
+class LearnerWait:
+    """How long each learner has been seen blocking this member's join (prepare only)."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.since: dict[str, float] = {}
+
+    def overdue(self, cluster: ClusterView | None, peer_urls: Sequence[str]) -> str:
+        """Why to give up when a learner has blocked longer than the limit; else ""."""
+        if cluster is None or self.limit <= 0:
+            return ""
+        now = time.monotonic()
+        busy = [m for m in in_flight(cluster, cluster.find(peer_urls)) if m.is_learner]
+        self.since = {m.id: self.since.get(m.id, now) for m in busy}
+        for member in busy:
+            waited = now - self.since[member.id]
+            if waited >= self.limit:
+                return stuck_learner_message(member, waited, self.limit)
+        return ""
+
+
+def stuck_learner_message(member: Member, waited: float, limit: float) -> str:
+    state = "never started" if not member.started else "started, not in sync with the leader"
+    match = re.fullmatch(r".+-([0-9]+)", member.label)
+    by_helm = (
+        f"`helm upgrade` with replicas={match.group(1)} (the scale-down hook removes members above"
+        " the new count, learners included), or "
+        if match
+        else ""
+    )
+    return (
+        f"giving up after {waited:.0f}s (--learner-wait {limit:g}): learner {member.label}"
+        f" ({hex_id(member.id)}) has not become a voter ({state}); every later member change"
+        f" waits for it. If its pod cannot run or catch up, remove it: {by_helm}etcdctl member"
+        f" remove {hex_id(member.id)}"
+    )
+
+
+def run_prepare(
+    settings: Settings, env: Mapping[str, str], log: Log, timeout: float, learner_wait: float = 0
+) -> int:
     config = load_template(settings.template, env)
     name = str(config["name"])
     peer_urls = tuple(split_urls(str(config["initial-advertise-peer-urls"])))
@@ -1018,6 +1062,7 @@ def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: f
     client = EtcdClient(tls_context(settings), settings.root_password_file)
     kube = KubeClient(env)
     backoff, deadline = Backoff(), Deadline(timeout)
+    learners = LearnerWait(learner_wait)
     while True:
         has_data = member_data_present(str(config["data-dir"]), str(config.get("wal-dir") or ""))
         cluster, errors = cluster_view(client, endpoints)
@@ -1041,6 +1086,10 @@ def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: f
                 why += f" (asked: {errors})"
             if detail and record == RECORD_UNKNOWN:
                 why += f" (record: {detail})"
+            stuck = learners.overdue(cluster, peer_urls)
+            if stuck:
+                log(f"{decision.seen} -> {stuck}")
+                return 2
         else:
             try:
                 final, done = carry_out(decision, facts, config, client)
@@ -1403,6 +1452,60 @@ def run_watch(
 # scale-down
 
 
+# How out of a blocked scale-down, and what each way risks.
+SCALE_DOWN_WAY_OUT = (
+    "to go on without the hook: `helm upgrade --no-hooks` (this upgrade only) or"
+    " scaleDown.enabled=false (every later upgrade): either way the pods above the new count go"
+    " while still members, and stay in the member list as down voters that count against quorum"
+    " until removed by hand (etcdctl member remove)"
+)
+STS_PRESENT, STS_ABSENT, STS_UNKNOWN = "present", "absent", "unknown"
+
+
+def read_statefulset_replicas(kube: KubeClient, namespace: str, name: str) -> tuple[str, int, str]:
+    """(state, spec.replicas, detail) of the live StatefulSet."""
+    path = (
+        f"/apis/apps/v1/namespaces/{urllib.parse.quote(namespace)}"
+        f"/statefulsets/{urllib.parse.quote(name)}"
+    )
+    try:
+        status, answer = kube.request("GET", path)
+    except KubeError as err:
+        return STS_UNKNOWN, 0, str(err)
+    if status == 404:
+        return STS_ABSENT, 0, ""
+    if status != 200:
+        message = answer.get("message", "")
+        return STS_UNKNOWN, 0, f"GET StatefulSet {namespace}/{name}: HTTP {status} {message}"
+    replicas = (answer.get("spec") or {}).get("replicas", 1)
+    return STS_PRESENT, int(replicas), ""
+
+
+def unreachable_verdict(replicas: int, sts_state: str, live: int, detail: str) -> tuple[bool, str]:
+    """With the cluster created and no member answering: (go on, what to log after `->`).
+
+    Only a real scale-down needs a member to answer; an upgrade that keeps or raises the count
+    may be the one that repairs a full outage, and with no StatefulSet no member pod runs."""
+    if sts_state == STS_ABSENT:
+        return True, (
+            "nothing to remove: no StatefulSet, so no member pod runs; the members come back on"
+            " their data when it is created"
+        )
+    if sts_state == STS_PRESENT and live <= replicas:
+        return True, (
+            f"nothing to remove: not a scale-down (the StatefulSet has {live} replicas, the"
+            f" upgrade asks for {replicas}); the upgrade goes on and may bring the members back"
+        )
+    if sts_state == STS_PRESENT:
+        why = (
+            f"a scale-down from {live} to {replicas} needs a healthy cluster to remove members"
+            " from, and no member answers"
+        )
+    else:
+        why = f"cannot tell whether this is a scale-down ({detail}), and no member answers"
+    return False, f"refusing: {why}"
+
+
 def run_scale_down(
     settings: Settings, env: Mapping[str, str], log: Log, replicas: int, timeout: float
 ) -> int:
@@ -1413,6 +1516,13 @@ def run_scale_down(
             "replicas=0 -> nothing to do: every member is kept, so the cluster resumes on its"
             " data when the pods come back"
         )
+        return 0
+    # The record first: on Argo CD's first sync the optional agent certificate is not issued yet,
+    # and with no cluster there is nothing to do, TLS or not.
+    kube = KubeClient(env)
+    state, _, detail = read_record(kube, settings.namespace, settings.record)
+    if state == RECORD_ABSENT:
+        log(f"replicas={replicas} record=absent -> nothing to do (no cluster has been created yet)")
         return 0
     client = EtcdClient(tls_context(settings), settings.root_password_file)
     primary = [settings.pod_client_url(f"{sts}-{i}") for i in range(replicas)]
@@ -1426,16 +1536,18 @@ def run_scale_down(
         cluster, more = cluster_view(client, fallback)
         errors = "; ".join(part for part in (errors, more) if part)
     if cluster is None:
-        state, _, detail = read_record(KubeClient(env), settings.namespace, settings.record)
         seen = f"replicas={replicas} cluster=unreachable record={state}"
-        if state in (RECORD_ABSENT, RECORD_DISABLED):
+        if state == RECORD_DISABLED:
             log(f"{seen} -> nothing to do (no cluster has been created yet)")
             return 0
-        reason = detail if state == RECORD_UNKNOWN else "the cluster exists but no member answers"
-        log(
-            f"{seen} -> refusing: {reason}; members cannot be removed safely, so the upgrade"
-            f" must stop here (asked: {errors})"
-        )
+        sts_state, live, sts_detail = read_statefulset_replicas(kube, settings.namespace, sts)
+        seen += f" statefulset={live if sts_state == STS_PRESENT else sts_state}"
+        go_on, verdict = unreachable_verdict(replicas, sts_state, live, sts_detail)
+        if go_on:
+            log(f"{seen} -> {verdict}")
+            return 0
+        record_note = f" (record: {detail})" if state == RECORD_UNKNOWN else ""
+        log(f"{seen} -> {verdict}{record_note} (asked: {errors}); {SCALE_DOWN_WAY_OUT}")
         return 1
     while True:
         targets = scale_down_targets(cluster.members, sts, replicas)
@@ -1462,7 +1574,10 @@ def run_scale_down(
         if why:
             delay = backoff.next(why)
             if deadline.expired(delay):
-                log(f"{seen} -> giving up on removing {target.label} (--timeout): {why}")
+                log(
+                    f"{seen} -> giving up on removing {target.label} (--timeout): {why};"
+                    f" {SCALE_DOWN_WAY_OUT}"
+                )
                 return 1
             log(f"{seen} -> waiting {delay}s before removing {target.label}: {why}")
             time.sleep(delay)
@@ -1472,7 +1587,10 @@ def run_scale_down(
         view, errors = cluster_view(client, endpoints)
         if view is None:
             if deadline.expired():
-                log(f"{seen} -> giving up: no member answers any more ({errors})")
+                log(
+                    f"{seen} -> giving up: no member answers any more ({errors});"
+                    f" {SCALE_DOWN_WAY_OUT}"
+                )
                 return 1
             time.sleep(backoff.next())
             continue
@@ -1527,6 +1645,12 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--timeout", type=float, default=0, help="give up (exit 2) after this many seconds"
     )
+    prepare.add_argument(
+        "--learner-wait",
+        type=float,
+        default=DEFAULT_LEARNER_WAIT,
+        help="give up (exit 2) when one learner has blocked the join this long (0: no limit)",
+    )
     watch = commands.add_parser("watch", help="promote this learner, record, auth; then idle")
     watch.add_argument("--once", action="store_true", help="exit 0 once everything is done")
     watch.add_argument("--interval", type=float, default=30, help="seconds between checks")
@@ -1548,7 +1672,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         settings.require()
         if args.command == "prepare":
             settings.require("pod_name")
-            return run_prepare(settings, env, log, args.timeout)
+            return run_prepare(settings, env, log, args.timeout, args.learner_wait)
         if args.command == "watch":
             return run_watch(settings, env, log, args.once, args.interval, args.timeout)
         if args.replicas < 0:

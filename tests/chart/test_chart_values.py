@@ -749,7 +749,7 @@ def test_scale_down_job(helm: str) -> None:
     objects = render(helm, "--set", "replicas=5,scaleDown.backoffLimit=1")
     job = objects[("Job", "etcd-scale-down")]["spec"]
     assert job["backoffLimit"] == 1
-    assert job["activeDeadlineSeconds"] == 600
+    assert job["activeDeadlineSeconds"] == 240
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "etcd-scale-down"
@@ -761,6 +761,8 @@ def test_scale_down_job(helm: str) -> None:
         "scale-down",
         "--replicas",
         "5",
+        "--timeout",
+        "105",
     ]
     variables = env(item)
     assert variables["ETCD_AGENT_STATEFULSET"] == "etcd"
@@ -787,6 +789,12 @@ def test_scale_down_role(helm: str) -> None:
             "apiGroups": [""],
             "resources": ["configmaps"],
             "resourceNames": ["etcd-cluster-record"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["statefulsets"],
+            "resourceNames": ["etcd"],
             "verbs": ["get"],
         },
     ]

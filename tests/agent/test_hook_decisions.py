@@ -1,0 +1,82 @@
+"""Pure decisions of the scale-down hook and the learner wait (issue 14, items 4 and 7)."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pytest
+
+D = "etcd-headless.ns.svc.cluster.local"
+
+
+def member(agent: ModuleType, pod: str, member_id: str, started: bool, learner: bool) -> object:
+    clients = (f"http://{pod}.{D}:2379",) if started else ()
+    name = pod if started else ""
+    return agent.Member(member_id, name, (f"http://{pod}.{D}:2380",), clients, learner)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "state", "live", "go_on", "start"),
+    [
+        (3, "present", 3, True, "nothing to remove: not a scale-down (the StatefulSet has 3"),
+        (5, "present", 3, True, "nothing to remove: not a scale-down (the StatefulSet has 3"),
+        (3, "absent", 0, True, "nothing to remove: no StatefulSet, so no member pod runs"),
+        (3, "present", 5, False, "refusing: a scale-down from 5 to 3 needs a healthy cluster"),
+        (1, "present", 2, False, "refusing: a scale-down from 2 to 1 needs a healthy cluster"),
+        (3, "unknown", 0, False, "refusing: cannot tell whether this is a scale-down (HTTP 403"),
+    ],
+)
+def test_with_no_member_answering_only_a_real_scale_down_is_refused(
+    agent: ModuleType, replicas: int, state: str, live: int, go_on: bool, start: str
+) -> None:
+    verdict = agent.unreachable_verdict(replicas, state, live, "HTTP 403 forbidden")
+    assert verdict[0] is go_on
+    assert verdict[1].startswith(start), verdict
+
+
+def test_the_way_out_names_both_switches_and_what_they_risk(agent: ModuleType) -> None:
+    way_out = agent.SCALE_DOWN_WAY_OUT
+    assert "`helm upgrade --no-hooks`" in way_out
+    assert "scaleDown.enabled=false" in way_out
+    assert "count against quorum" in way_out and "etcdctl member remove" in way_out
+
+
+def test_the_learner_wait_counts_learners_only_and_from_when_each_was_first_seen(
+    agent: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(agent.time, "monotonic", lambda: clock[0])
+    voters = [member(agent, f"etcd-{i}", str(10 + i), True, False) for i in range(3)]
+    learner = member(agent, "etcd-3", "26", False, True)
+    unstarted_voter = member(agent, "etcd-3", "27", False, False)
+    own = (f"http://etcd-4.{D}:2380",)
+    wait = agent.LearnerWait(60)
+    stuck = agent.ClusterView((*voters, learner), "10", "99", "")
+    assert wait.overdue(stuck, own) == ""
+    clock[0] = 159.0
+    assert wait.overdue(stuck, own) == ""
+    clock[0] = 160.0
+    assert wait.overdue(stuck, own) == (
+        "giving up after 60s (--learner-wait 60): learner etcd-3 (1a) has not become a voter"
+        " (never started); every later member change waits for it. If its pod cannot run or"
+        " catch up, remove it: `helm upgrade` with replicas=3 (the scale-down hook removes"
+        " members above the new count, learners included), or etcdctl member remove 1a"
+    )
+    # An unstarted voter (a bootstrap member on its way) is never given up on.
+    other = agent.ClusterView((*voters, unstarted_voter), "10", "99", "")
+    clock[0] = 1000.0
+    assert wait.overdue(other, own) == ""
+    # A learner seen again later starts its own count.
+    assert wait.overdue(stuck, own) == ""
+    assert agent.LearnerWait(0).overdue(stuck, own) == ""
+    assert wait.overdue(None, own) == ""
+
+
+def test_a_started_learner_that_does_not_catch_up_is_named_as_such(agent: ModuleType) -> None:
+    learner = member(agent, "etcd-4", "255", True, True)
+    message = agent.stuck_learner_message(learner, 301.4, 300)
+    assert message.startswith(
+        "giving up after 301s (--learner-wait 300): learner etcd-4 (ff) has not become a voter"
+        " (started, not in sync with the leader);"
+    )
+    assert "`helm upgrade` with replicas=4 " in message

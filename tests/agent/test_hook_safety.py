@@ -1,0 +1,222 @@
+"""The scale-down hook and members stuck for good (issue 14, items 3-7), against real etcd.
+
+Same harness as test_against_etcd.py: pods as processes on their own loopback address and name,
+the fake Kubernetes API for the cluster record and the StatefulSet.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import urllib.error
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from agent_harness import NAMESPACE, RECORD, STS, TOKEN, Release
+
+pytestmark = pytest.mark.e2e
+
+ID = r"[0-9a-f]+"
+WAY_OUT = (
+    "to go on without the hook: `helm upgrade --no-hooks` (this upgrade only) or"
+    " scaleDown.enabled=false (every later upgrade): either way the pods above the new count go"
+    " while still members, and stay in the member list as down voters that count against quorum"
+    " until removed by hand (etcdctl member remove)"
+)
+
+
+def lines(result: subprocess.CompletedProcess[str]) -> list[str]:
+    return result.stderr.splitlines()
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> list[str]:
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    return lines(result)
+
+
+def bootstrap(release: Release, replicas: int) -> Path:
+    """The bootstrap pods prepare, start, and pod 0 writes the cluster record."""
+    template = release.template(replicas)
+    spawned = [
+        release.spawn_agent(pod, "prepare", "--timeout", "60", template=template)
+        for pod in release.pods[:replicas]
+    ]
+    for process, log in spawned:
+        assert process.wait(timeout=60) == 0, log.read_text()
+    for pod in release.pods[:replicas]:
+        release.start_etcd(pod)
+    for pod in release.pods[:replicas]:
+        release.wait_healthy(pod)
+    ok(release.agent(release.pods[0], "watch", "--once", template=template))
+    assert release.api.get_object("v1", "configmaps", NAMESPACE, RECORD) is not None
+    return template
+
+
+def put_statefulset(release: Release, replicas: int) -> None:
+    release.api.put_object(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": STS, "namespace": NAMESPACE},
+            "spec": {"replicas": replicas, "serviceName": "etcd-headless"},
+        }
+    )
+
+
+# --- item 3 ------------------------------------------------------------------------------------
+
+
+def test_hook_with_no_record_exits_0_before_loading_the_absent_tls_files(
+    release_factory: Callable[..., Release], tmp_path: Path
+) -> None:
+    """Argo CD's first sync with cert-manager: the agent Secret is optional and not there yet."""
+    release = release_factory(pods=3, tls=True)
+    missing = tmp_path / "not-issued-yet"
+    files = {
+        "ETCD_AGENT_CACERT": str(missing / "ca.crt"),
+        "ETCD_AGENT_CERT": str(missing / "tls.crt"),
+        "ETCD_AGENT_KEY": str(missing / "tls.key"),
+    }
+    result = release.agent(release.pods[0], "scale-down", "--replicas", "3", **files)
+    assert ok(result) == [
+        "member-agent scale-down: replicas=3 record=absent -> nothing to do (no cluster has"
+        " been created yet)"
+    ]
+
+    # With a record the files are needed, and their absence is an error that names them.
+    release.api.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": RECORD, "namespace": NAMESPACE},
+            "data": {"clusterID": "1234", "token": TOKEN},
+        }
+    )
+    result = release.agent(release.pods[0], "scale-down", "--replicas", "3", **files)
+    assert result.returncode == 1
+    (line,) = lines(result)
+    assert line.startswith(
+        f"member-agent scale-down: error: cannot load the TLS files ({missing}/ca.crt,"
+    ), line
+
+
+# --- item 4 ------------------------------------------------------------------------------------
+
+
+def test_hook_after_a_full_outage_refuses_only_a_real_scale_down(
+    release_factory: Callable[..., Release],
+) -> None:
+    release = release_factory(pods=5)
+    bootstrap(release, 3)
+    p0 = release.pods[0]
+    release.put(p0, "ledger/1", "acknowledged")
+    for pod in release.pods[:3]:
+        release.stop_etcd(pod)
+    unreachable = "cluster=unreachable record=present"
+
+    # The upgrade that repairs a full outage keeps (or raises) the replica count: it passes.
+    put_statefulset(release, 3)
+    for replicas in ("3", "5"):
+        out = ok(release.agent(p0, "scale-down", "--replicas", replicas))
+        assert out == [
+            f"member-agent scale-down: replicas={replicas} {unreachable} statefulset=3 -> nothing"
+            f" to remove: not a scale-down (the StatefulSet has 3 replicas, the upgrade asks for"
+            f" {replicas}); the upgrade goes on and may bring the members back"
+        ], out
+
+    # A re-created Argo CD Application: the StatefulSet is gone, the record kept.
+    assert release.api.delete_object("apps/v1", "statefulsets", NAMESPACE, STS)
+    out = ok(release.agent(p0, "scale-down", "--replicas", "3"))
+    assert out == [
+        f"member-agent scale-down: replicas=3 {unreachable} statefulset=absent -> nothing to"
+        " remove: no StatefulSet, so no member pod runs; the members come back on their data"
+        " when it is created"
+    ], out
+
+    # A real scale-down with no member answering: refused, and the message says how out.
+    put_statefulset(release, 5)
+    result = release.agent(p0, "scale-down", "--replicas", "3")
+    assert result.returncode == 1, result.stderr
+    (line,) = lines(result)
+    assert line.startswith(
+        f"member-agent scale-down: replicas=3 {unreachable} statefulset=5 -> refusing: a scale-down"
+        " from 5 to 3 needs a healthy cluster to remove members from, and no member answers"
+        " (asked: etcd-0: "
+    ), line
+    assert line.endswith(f"); {WAY_OUT}"), line
+
+    # The cluster itself is untouched: it comes back whole.
+    for pod in release.pods[:3]:
+        release.start_etcd(pod)
+    release.wait_healthy(p0)
+    assert release.get(p0, "ledger/1") == "acknowledged"
+    assert len(release.members(p0)) == 3
+
+
+# --- item 7 ------------------------------------------------------------------------------------
+
+
+def add_stuck_learner(release: Release, ordinal: int) -> str:
+    """A learner for pod `ordinal` that never starts (its pod cannot be scheduled, say)."""
+    added: list[str] = []
+
+    def add() -> bool:
+        # etcd refuses member changes for 5 s after its voters connect ("unhealthy cluster").
+        try:
+            answer = release.call(
+                release.pods[0],
+                "/v3/cluster/member/add",
+                {"peerURLs": [release.pods[ordinal].peer_url], "isLearner": True},
+            )
+        except urllib.error.HTTPError as err:
+            assert err.code == 503, err
+            return False
+        added.append(format(int(answer["member"]["ID"]), "x"))
+        return True
+
+    release.wait_for("the learner added", add)
+    return added[0]
+
+
+def test_prepare_waits_a_bounded_time_for_a_stuck_learner_and_says_how_to_remove_it(
+    release_factory: Callable[..., Release],
+) -> None:
+    release = release_factory(pods=5)
+    bootstrap(release, 3)
+    learner = add_stuck_learner(release, 3)
+    template = release.template(5)
+    result = release.agent(
+        release.pods[4], "prepare", "--learner-wait", "4", "--timeout", "60", template=template
+    )
+    assert result.returncode == 2, result.stderr
+    out = lines(result)
+    for line in out[:-1]:
+        assert "another member change is in flight: etcd-3 (learner)" in line, out
+    assert re.fullmatch(
+        r"member-agent prepare: data=absent cluster=reachable\(4 members, leader \w+\) listed=no"
+        rf" -> giving up after [0-9.]+s \(--learner-wait 4\): learner etcd-3 \({learner}\) has"
+        r" not become a voter \(never started\); every later member change waits for it\. If its"
+        r" pod cannot run or catch up, remove it: `helm upgrade` with replicas=3 \(the scale-down"
+        r" hook removes members above the new count, learners included\), or etcdctl member"
+        rf" remove {learner}",
+        out[-1],
+    ), out
+    assert not release.pods[4].output.exists()
+
+
+def test_the_scale_down_hook_removes_a_stuck_learner(
+    release_factory: Callable[..., Release],
+) -> None:
+    release = release_factory(pods=5)
+    bootstrap(release, 3)
+    learner = add_stuck_learner(release, 3)
+    out = ok(release.agent(release.pods[0], "scale-down", "--replicas", "3"))
+    assert re.search(rf"-> removed member etcd-3 \({learner}\)$", out[-2]), out
+    assert out[-1].endswith("-> nothing to remove (members: etcd-0, etcd-1, etcd-2)"), out
+    assert sorted(m["name"] for m in release.members(release.pods[0])) == [
+        "etcd-0",
+        "etcd-1",
+        "etcd-2",
+    ]

@@ -1008,6 +1008,33 @@ def carry_out(
     return config, ", ".join(done)
 
 
+def peer_url_moved(
+    cluster: ClusterView | None, name: str, peer_urls: Sequence[str]
+) -> Member | None:
+    """This member under a new address (ports.peer or clusterDomain changed): not listed by its
+    peer URLs, but a started member carries its name. Only asked when the data is present."""
+    if cluster is None or not name or cluster.find(peer_urls) is not None:
+        return None
+    return next((m for m in cluster.members if m.name == name and m.started), None)
+
+
+def update_peer_url(
+    client: EtcdClient, cluster: ClusterView, member: Member, peer_urls: Sequence[str]
+) -> str:
+    """Move `member` to `peer_urls` in place: same ID, same data, no removal."""
+    endpoints = voter_endpoints(cluster, exclude=member.id)
+    body = {"ID": member.id, "peerURLs": list(peer_urls)}
+    try:
+        call_first(client, endpoints, "/v3/cluster/member/update", body)
+    except EtcdError as err:
+        raise Retry(str(err)) from None
+    return (
+        f"updated the peer URL of member {member.name} ({hex_id(member.id)}) from"
+        f" {','.join(member.peer_urls)} to {','.join(peer_urls)} (same name, data present: the"
+        " same member under a new address)"
+    )
+
+
 class LearnerWait:
     """How long each learner has been seen blocking this member's join (prepare only)."""
 
@@ -1063,9 +1090,23 @@ def run_prepare(
     kube = KubeClient(env)
     backoff, deadline = Backoff(), Deadline(timeout)
     learners = LearnerWait(learner_wait)
+    updated: list[str] = []
     while True:
         has_data = member_data_present(str(config["data-dir"]), str(config.get("wal-dir") or ""))
         cluster, errors = cluster_view(client, endpoints)
+        moved = peer_url_moved(cluster, name, peer_urls) if has_data else None
+        if cluster is not None and moved is not None:
+            try:
+                updated.append(update_peer_url(client, cluster, moved, peer_urls))
+            except Retry as err:
+                delay = backoff.next(str(err))
+                if deadline.expired(delay):
+                    log(f"data=present -> giving up (--timeout): cannot update the peer URL: {err}")
+                    return 2
+                log(f"data=present -> waiting {delay}s: cannot update the peer URL yet: {err}")
+                time.sleep(delay)
+                continue
+            cluster, errors = cluster_view(client, endpoints)
         record, detail = RECORD_UNCHECKED, ""
         if cluster is None and not has_data:
             record, _, detail = read_record(kube, settings.namespace, settings.record)
@@ -1097,7 +1138,7 @@ def run_prepare(
                 why = f"could not finish: {err}"
             else:
                 write_config(settings.output, final)
-                log(f"{decision.seen} -> {done}; wrote {settings.output}")
+                log(f"{decision.seen} -> {', '.join([*updated, done])}; wrote {settings.output}")
                 return 0
         delay = backoff.next(why)
         if deadline.expired(delay):

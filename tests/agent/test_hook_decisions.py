@@ -80,3 +80,16 @@ def test_a_started_learner_that_does_not_catch_up_is_named_as_such(agent: Module
         " (started, not in sync with the leader);"
     )
     assert "`helm upgrade` with replicas=4 " in message
+
+
+def test_the_same_member_under_a_new_peer_url_is_found_by_its_name(agent: ModuleType) -> None:
+    voters = [member(agent, f"etcd-{i}", str(10 + i), True, False) for i in range(3)]
+    view = agent.ClusterView(tuple(voters), "10", "99", "")
+    moved = (f"http://etcd-2.{D}:2381",)
+    assert agent.peer_url_moved(view, "etcd-2", moved) == voters[2]
+    # Listed under its own URL already, another name, or a member that never started: no.
+    assert agent.peer_url_moved(view, "etcd-2", voters[2].peer_urls) is None
+    assert agent.peer_url_moved(view, "etcd-3", moved) is None
+    unstarted = agent.ClusterView((*voters[:2], member(agent, "etcd-2", "12", False, True)))
+    assert agent.peer_url_moved(unstarted, "etcd-2", moved) is None
+    assert agent.peer_url_moved(None, "etcd-2", moved) is None

@@ -7,6 +7,7 @@ the fake Kubernetes API for the cluster record and the StatefulSet.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import urllib.error
 from collections.abc import Callable
@@ -220,3 +221,42 @@ def test_the_scale_down_hook_removes_a_stuck_learner(
         "etcd-1",
         "etcd-2",
     ]
+
+
+# --- item 6 ------------------------------------------------------------------------------------
+
+
+def test_a_member_under_a_new_peer_port_updates_its_peer_url_in_place(
+    release_factory: Callable[..., Release],
+) -> None:
+    """`ports.peer` changed on a live release: each pod restarts under the new address in turn."""
+    release = release_factory(pods=3)
+    template = bootstrap(release, 3)
+    p0 = release.pods[0]
+    release.put(p0, "ledger/1", "acknowledged")
+    moved = release.root / "template-3-peer-2381.json"
+    moved.write_text(template.read_text().replace(":2380", ":2381"))
+    for pod in reversed(release.pods):  # a rolling update: highest ordinal first
+        old = next(m for m in release.members(p0) if m["name"] == pod.name)
+        release.stop_etcd(pod, signal.SIGTERM)
+        release.new_pod(pod)
+        out = ok(release.agent(pod, "prepare", "--timeout", "60", template=moved))
+        new_url = pod.peer_url.replace(":2380", ":2381")
+        assert re.fullmatch(
+            r"member-agent prepare: data=present cluster=reachable\(3 members, leader \w+\)"
+            rf" listed=yes -> updated the peer URL of member {pod.name}"
+            rf" \({format(int(old['ID']), 'x')}\) from {re.escape(pod.peer_url)} to"
+            rf" {re.escape(new_url)} \(same name, data present: the same member under a new"
+            rf" address\), starting on the existing data; wrote {re.escape(str(pod.output))}",
+            out[-1],
+        ), out
+        assert not list(pod.volume.glob("data.removed-*"))
+        release.start_etcd(pod)
+        release.wait_healthy(pod)
+        now = next(m for m in release.members(p0) if m["name"] == pod.name)
+        assert now["ID"] == old["ID"] and now["peerURLs"] == [new_url]
+        release.put(pod, f"ledger/{pod.name}", "after")
+    assert sorted(m["name"] for m in release.members(p0)) == ["etcd-0", "etcd-1", "etcd-2"]
+    for pod in release.pods:
+        assert release.get(pod, "ledger/1") == "acknowledged"
+        assert release.get(pod, "ledger/etcd-0") == "after"

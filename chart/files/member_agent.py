@@ -1309,6 +1309,61 @@ class WatchState:
     voter: bool = False
     record: bool = False
     auth: bool = False
+    absent_since: float | None = None
+    pod_deleted: bool = False
+    rejoin_after: float = 0.0
+
+
+def removed_member_step(settings: Settings, kube: KubeClient, state: WatchState, seen: str) -> str:
+    """This member is not in the cluster's (quorum) member list, so its etcd exits at once on
+    every restart, and `prepare` (an init container) runs again only in a new pod. When the
+    StatefulSet still wants this pod and that has lasted --rejoin-after (longer than any
+    scale-down hook runs), delete the pod. Returns what to log."""
+    seen += " member=absent"
+    pod = settings.pod_name
+    deleted = (
+        f"{seen} -> deleted pod {pod} so that it is recreated: its prepare moves the removed"
+        " member's data aside and joins again"
+    )
+    if state.pod_deleted:
+        return deleted
+    removed = f"{seen} -> this member was removed from the cluster"
+    by_hand = f"recreate the pod (kubectl delete pod {pod}) so that its prepare joins again"
+    match = re.fullmatch(r"(.+)-([0-9]+)", pod)
+    if not match or not settings.record or state.rejoin_after <= 0:
+        return f"{removed}, and etcd exits at once on every restart: {by_hand}"
+    sts, ordinal = match.group(1), int(match.group(2))
+    sts_state, live, detail = read_statefulset_replicas(kube, settings.namespace, sts)
+    if sts_state == STS_PRESENT and live <= ordinal:
+        state.absent_since = None
+        return (
+            f"{removed}; the StatefulSet has {live} replicas, so {pod} is on its way out: waiting"
+        )
+    if sts_state != STS_PRESENT:
+        why = detail or f"StatefulSet {settings.namespace}/{sts} not found"
+        return f"{removed}, and etcd exits at once on every restart ({why}): {by_hand}"
+    now = time.monotonic()
+    if state.absent_since is None:
+        state.absent_since = now
+    if now - state.absent_since < state.rejoin_after:
+        return (
+            f"{removed}, and etcd exits at once on every restart; the StatefulSet still has"
+            f" {live} replicas: deleting pod {pod} once this has lasted {state.rejoin_after:g}s,"
+            " so that it is recreated and its prepare joins again"
+        )
+    path = f"/api/v1/namespaces/{urllib.parse.quote(settings.namespace)}/pods/"
+    path += urllib.parse.quote(pod)
+    try:
+        status, answer = kube.request("DELETE", path)
+    except KubeError as err:
+        return f"{removed}; cannot delete pod {pod}: {err}: {by_hand}"
+    if status not in (200, 202, 404):
+        return (
+            f"{removed}; cannot delete pod {pod}: HTTP {status} {answer.get('message', '')}:"
+            f" {by_hand}"
+        )
+    state.pod_deleted = True
+    return deleted
 
 
 def ensure_record(kube: KubeClient, settings: Settings, cluster: ClusterView, token: str) -> str:
@@ -1392,8 +1447,11 @@ def watch_step(
                 endpoints.append(url)
     me = cluster.find(peer_urls, name)
     seen = f"cluster={cluster.describe()}"
+    if me is None and peer_urls:
+        raise Retry(removed_member_step(settings, kube, state, seen))
     if me is None:
         raise Retry(f"{seen} member=absent -> waiting (this agent never adds members)")
+    state.absent_since = None
     if me.is_learner:
         targets = voter_endpoints(cluster, exclude=me.id)
         try:
@@ -1442,6 +1500,7 @@ def run_watch(
     once: bool,
     interval: float,
     timeout: float,
+    rejoin_after: float = 0,
 ) -> int:
     settings.require("pod_name")
     name, token = settings.pod_name, ""
@@ -1460,7 +1519,7 @@ def run_watch(
     spec = load_auth_spec(settings.auth_file)
     client = EtcdClient(tls_context(settings), settings.root_password_file)
     kube = KubeClient(env)
-    state = WatchState()
+    state = WatchState(rejoin_after=rejoin_after)
     backoff, deadline = Backoff(), Deadline(timeout if once else 0)
     while True:
         try:
@@ -1696,6 +1755,13 @@ def _parser() -> argparse.ArgumentParser:
     watch.add_argument("--once", action="store_true", help="exit 0 once everything is done")
     watch.add_argument("--interval", type=float, default=30, help="seconds between checks")
     watch.add_argument("--timeout", type=float, default=120, help="with --once: give up after")
+    watch.add_argument(
+        "--rejoin-after",
+        type=float,
+        default=0,
+        help="delete this pod when its member has been removed this long while the StatefulSet"
+        " still wants it (0: never; longer than the scale-down hook's budget)",
+    )
     scale = commands.add_parser("scale-down", help="remove members with ordinal >= N")
     scale.add_argument("--replicas", type=int, required=True, help="the new replica count N")
     scale.add_argument("--timeout", type=float, default=240, help="give up (exit 1) after")
@@ -1715,7 +1781,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             settings.require("pod_name")
             return run_prepare(settings, env, log, args.timeout, args.learner_wait)
         if args.command == "watch":
-            return run_watch(settings, env, log, args.once, args.interval, args.timeout)
+            return run_watch(
+                settings, env, log, args.once, args.interval, args.timeout, args.rejoin_after
+            )
         if args.replicas < 0:
             raise AgentError(f"--replicas {args.replicas}: must be 0 or more")
         return run_scale_down(settings, env, log, args.replicas, args.timeout)

@@ -260,3 +260,82 @@ def test_a_member_under_a_new_peer_port_updates_its_peer_url_in_place(
     for pod in release.pods:
         assert release.get(pod, "ledger/1") == "acknowledged"
         assert release.get(pod, "ledger/etcd-0") == "after"
+
+
+# --- item 5: a member removed while its pod stays ---------------------------------------------
+
+
+def put_pod(release: Release, name: str) -> None:
+    release.api.put_object(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE}}
+    )
+
+
+def test_a_pod_whose_member_was_removed_is_recreated_and_rejoins(
+    release_factory: Callable[..., Release],
+) -> None:
+    """A scale-down hook removed etcd-3 and then ran out of time: the StatefulSet still has 4
+    replicas, etcd-3's etcd exits at once on every restart and `prepare` never runs again."""
+    release = release_factory(pods=5)
+    bootstrap(release, 3)
+    p0, p3 = release.pods[0], release.pods[3]
+    template4 = release.template(4)
+    ok(release.agent(p3, "prepare", "--timeout", "60", template=template4))
+    release.start_etcd(p3)
+    release.wait_started(p3, p0)
+    ok(release.agent(p3, "watch", "--once", "--timeout", "60", template=template4))
+    ok(release.agent(p0, "scale-down", "--replicas", "3"))
+    assert p3.etcd is not None and p3.etcd.wait(timeout=30) == 0  # removed: etcd exits 0
+    put_statefulset(release, 4)
+    put_pod(release, "etcd-3")
+
+    # While the StatefulSet is scaling down (3 replicas) the pod is left alone.
+    put_statefulset(release, 3)
+    result = release.agent(
+        p3, "watch", "--once", "--timeout", "6", "--rejoin-after", "1", template=template4
+    )
+    assert result.returncode == 2, result.stderr
+    out = lines(result)
+    assert re.fullmatch(
+        r"member-agent watch: cluster=reachable\(3 members, leader \w+\) member=absent -> this"
+        r" member was removed from the cluster; the StatefulSet has 3 replicas, so etcd-3 is on"
+        r" its way out: waiting; giving up \(--timeout\)",
+        out[-1],
+    ), out
+    assert release.api.get_object("v1", "pods", NAMESPACE, "etcd-3") is not None
+
+    # The StatefulSet keeps etcd-3: after --rejoin-after the agent deletes its own pod, and
+    # the recreated pod's prepare moves the old data aside and joins again.
+    put_statefulset(release, 4)
+    result = release.agent(
+        p3, "watch", "--once", "--timeout", "30", "--rejoin-after", "2", template=template4
+    )
+    assert result.returncode == 2, result.stderr
+    out = lines(result)
+    assert re.fullmatch(
+        r"member-agent watch: cluster=reachable\(3 members, leader \w+\) member=absent -> this"
+        r" member was removed from the cluster, and etcd exits at once on every restart; the"
+        r" StatefulSet still has 4 replicas: deleting pod etcd-3 once this has lasted 2s, so that"
+        r" it is recreated and its prepare joins again",
+        out[0],
+    ), out
+    assert any(
+        line.endswith(
+            "member=absent -> deleted pod etcd-3 so that it is recreated: its prepare moves the"
+            " removed member's data aside and joins again"
+        )
+        for line in out
+    ), out
+    assert release.api.get_object("v1", "pods", NAMESPACE, "etcd-3") is None
+    release.new_pod(p3)
+    out = ok(release.agent(p3, "prepare", "--timeout", "60", template=template4))
+    assert re.search(r"listed=no -> moved data to \S+\.removed-\S+, added as learner", out[-1]), out
+    release.start_etcd(p3)
+    release.wait_started(p3, p0)
+    ok(release.agent(p3, "watch", "--once", "--timeout", "60", template=template4))
+    assert sorted(m["name"] for m in release.members(p0)) == [
+        "etcd-0",
+        "etcd-1",
+        "etcd-2",
+        "etcd-3",
+    ]

@@ -81,3 +81,42 @@ def test_the_default_budget(helm: str) -> None:
 def test_a_budget_out_of_range_is_refused(helm: str, value: str, message: str) -> None:
     error = render_error(helm, "--set", value)
     assert "scaleDown" in error and message in error, error
+
+
+def watch_command(objects: dict) -> list[str]:
+    pod = objects[("StatefulSet", "etcd")]["spec"]["template"]["spec"]
+    agent = next(c for c in pod["containers"] if c["name"] == "member-agent")
+    return list(agent["command"])
+
+
+@pytest.mark.parametrize(
+    ("values", "rejoin_after"),
+    [([], 300), (["--set", "scaleDown.timeoutSeconds=120"], 180)],
+)
+def test_a_removed_members_pod_waits_out_any_hook_run_before_deleting_itself(
+    helm: str, values: list[str], rejoin_after: int
+) -> None:
+    objects = render(helm, *values)
+    command = watch_command(objects)
+    assert command[-2:] == ["--rejoin-after", str(rejoin_after)]
+    assert rejoin_after > job_of(objects)["activeDeadlineSeconds"]
+
+
+def test_without_the_hook_a_removed_members_pod_deletes_itself_after_a_minute(helm: str) -> None:
+    assert watch_command(render(helm, "--set", "scaleDown.enabled=false"))[-2:] == [
+        "--rejoin-after",
+        "60",
+    ]
+
+
+def test_without_the_kubernetes_api_the_pod_never_deletes_itself(helm: str) -> None:
+    command = watch_command(render(helm, "--set", "clusterRecord.enabled=false"))
+    assert "--rejoin-after" not in command
+
+
+def test_the_members_may_delete_only_their_own_pods(helm: str) -> None:
+    rules = render(helm, "--set", "replicas=5")[("Role", "etcd")]["rules"]
+    assert {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]} | {
+        "resourceNames": [f"etcd-{i}" for i in range(5)]
+    } in rules
+    assert all(rule["verbs"] != ["delete"] or rule["resources"] == ["pods"] for rule in rules)

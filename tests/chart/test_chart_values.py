@@ -237,6 +237,8 @@ def test_containers_and_commands(helm: str) -> None:
         "python3",
         "/opt/etcd-agent/member_agent.py",
         "watch",
+        "--rejoin-after",
+        "300",
     ]
 
 
@@ -394,6 +396,18 @@ def test_role_is_limited_to_the_cluster_record(helm: str) -> None:
             "verbs": ["get", "update", "patch"],
         },
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["statefulsets"],
+            "resourceNames": ["etcd"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["pods"],
+            "resourceNames": ["etcd-0", "etcd-1", "etcd-2"],
+            "verbs": ["delete"],
+        },
     ]
     binding = objects[("RoleBinding", "etcd")]
     assert binding["roleRef"] == {

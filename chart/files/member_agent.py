@@ -6,9 +6,13 @@ Commands (docs/architecture.md, "The member pod" and "Scale-down hook"):
   prepare                   init container: decide how this member starts (DESIGN.md part 3,
                             cases 1-4) and write the etcd configuration file
   watch [--once]            sidecar: promote this member while it is a learner, write the cluster
-                            record once the cluster has formed, apply auth.json, then stay idle
+                            record once the cluster has formed, apply auth.json, then stay idle;
+                            with --rejoin-after, delete this pod when its member was removed
+                            while the StatefulSet still wants it (prepare then joins again)
   scale-down --replicas N   pre-upgrade/pre-rollback hook: remove the members whose ordinal is
-                            >= N, highest first, one at a time, only while the cluster is healthy
+                            >= N, highest first, one at a time, only while the cluster is healthy;
+                            with no member answering, refuse only a real scale-down (the live
+                            StatefulSet above N)
 
 Python standard library only (it runs in a stock Python image): urllib and ssl to etcd's JSON
 gateway and to the Kubernetes API (one ConfigMap, the cluster record). Every decision is one line
@@ -1357,7 +1361,7 @@ def removed_member_step(settings: Settings, kube: KubeClient, state: WatchState,
         status, answer = kube.request("DELETE", path)
     except KubeError as err:
         return f"{removed}; cannot delete pod {pod}: {err}: {by_hand}"
-    if status not in (200, 202, 404):
+    if status not in (200, 202):
         return (
             f"{removed}; cannot delete pod {pod}: HTTP {status} {answer.get('message', '')}:"
             f" {by_hand}"

@@ -1628,6 +1628,16 @@ def run_scale_down(
     if state == RECORD_ABSENT:
         log(f"replicas={replicas} record=absent -> nothing to do (no cluster has been created yet)")
         return 0
+    unissued = [
+        f for f in (settings.cacert, settings.cert, settings.key) if f and not os.path.exists(f)
+    ]
+    if state == RECORD_DISABLED and unissued:
+        log(
+            f"replicas={replicas} record=disabled tls=not-issued -> nothing to do: the agent"
+            f" certificate ({', '.join(unissued)}) is not issued yet, and no member pod starts"
+            " without it"
+        )
+        return 0
     client = EtcdClient(tls_context(settings), settings.root_password_file)
     primary = [settings.pod_client_url(f"{sts}-{i}") for i in range(replicas)]
     fallback = [

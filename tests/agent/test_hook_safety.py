@@ -86,6 +86,17 @@ def test_hook_with_no_record_exits_0_before_loading_the_absent_tls_files(
         " been created yet)"
     ]
 
+    # With the record turned off: the member pods mount the same certificate (not optional),
+    # so none of them runs without it either.
+    result = release.agent(
+        release.pods[0], "scale-down", "--replicas", "3", ETCD_AGENT_RECORD="", **files
+    )
+    assert ok(result) == [
+        "member-agent scale-down: replicas=3 record=disabled tls=not-issued -> nothing to do: the"
+        f" agent certificate ({missing}/ca.crt, {missing}/tls.crt, {missing}/tls.key) is not"
+        " issued yet, and no member pod starts without it"
+    ]
+
     # With a record the files are needed, and their absence is an error that names them.
     release.api.put_object(
         {

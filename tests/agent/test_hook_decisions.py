@@ -93,3 +93,72 @@ def test_the_same_member_under_a_new_peer_url_is_found_by_its_name(agent: Module
     unstarted = agent.ClusterView((*voters[:2], member(agent, "etcd-2", "12", False, True)))
     assert agent.peer_url_moved(unstarted, "etcd-2", moved) is None
     assert agent.peer_url_moved(None, "etcd-2", moved) is None
+
+
+class FakeKube:
+    """Answers GET StatefulSet and DELETE Pod the way the API server would."""
+
+    def __init__(self, replicas: int | None, delete_status: int = 200):
+        self.replicas = replicas
+        self.delete_status = delete_status
+        self.calls: list[tuple[str, str]] = []
+
+    def request(self, method: str, path: str, body: object = None) -> tuple[int, dict]:
+        self.calls.append((method, path))
+        if method == "GET":
+            if self.replicas is None:
+                return 404, {"message": "not found"}
+            return 200, {"spec": {"replicas": self.replicas}}
+        return self.delete_status, {"message": "forbidden"}
+
+
+def removed(agent: ModuleType, kube: FakeKube, rejoin_after: float, record: str = "rec") -> tuple:
+    settings = agent.Settings.from_env(
+        {"POD_NAME": "etcd-3", "POD_NAMESPACE": "ns", "ETCD_AGENT_RECORD": record}
+    )
+    state = agent.WatchState(rejoin_after=rejoin_after)
+    return settings, state, agent.removed_member_step(settings, kube, state, "cluster=x")
+
+
+def test_a_removed_member_without_api_access_or_rejoin_says_how_to_recover(
+    agent: ModuleType,
+) -> None:
+    for kube, rejoin_after, record in ((FakeKube(4), 0, "rec"), (FakeKube(4), 60, "")):
+        _, state, message = removed(agent, kube, rejoin_after, record)
+        assert message == (
+            "cluster=x member=absent -> this member was removed from the cluster, and etcd exits"
+            " at once on every restart: recreate the pod (kubectl delete pod etcd-3) so that its"
+            " prepare joins again"
+        )
+        assert kube.calls == [] and not state.pod_deleted
+
+
+def test_a_removed_member_never_deletes_its_pod_when_it_cannot_read_the_statefulset(
+    agent: ModuleType,
+) -> None:
+    kube = FakeKube(None)
+    _, state, message = removed(agent, kube, 0.0001)
+    assert message.endswith(
+        "(StatefulSet ns/etcd not found): recreate the pod (kubectl delete pod etcd-3) so that"
+        " its prepare joins again"
+    )
+    assert [method for method, _ in kube.calls] == ["GET"] and not state.pod_deleted
+
+
+def test_a_refused_pod_deletion_is_reported_and_not_taken_for_done(
+    agent: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [10.0]
+    monkeypatch.setattr(agent.time, "monotonic", lambda: clock[0])
+    kube = FakeKube(4, delete_status=403)
+    settings, state, first = removed(agent, kube, 5)
+    assert "deleting pod etcd-3 once this has lasted 5s" in first
+    clock[0] = 15.0
+    message = agent.removed_member_step(settings, kube, state, "cluster=x")
+    assert message == (
+        "cluster=x member=absent -> this member was removed from the cluster; cannot delete pod"
+        " etcd-3: HTTP 403 forbidden: recreate the pod (kubectl delete pod etcd-3) so that its"
+        " prepare joins again"
+    )
+    assert kube.calls[-1] == ("DELETE", "/api/v1/namespaces/ns/pods/etcd-3")
+    assert not state.pod_deleted

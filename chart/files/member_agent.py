@@ -6,9 +6,13 @@ Commands (docs/architecture.md, "The member pod" and "Scale-down hook"):
   prepare                   init container: decide how this member starts (DESIGN.md part 3,
                             cases 1-4) and write the etcd configuration file
   watch [--once]            sidecar: promote this member while it is a learner, write the cluster
-                            record once the cluster has formed, apply auth.json, then stay idle
+                            record once the cluster has formed, apply auth.json, then stay idle;
+                            with --rejoin-after, delete this pod when its member was removed
+                            while the StatefulSet still wants it (prepare then joins again)
   scale-down --replicas N   pre-upgrade/pre-rollback hook: remove the members whose ordinal is
-                            >= N, highest first, one at a time, only while the cluster is healthy
+                            >= N, highest first, one at a time, only while the cluster is healthy;
+                            with no member answering, refuse only a real scale-down (the live
+                            StatefulSet above N)
 
 Python standard library only (it runs in a stock Python image): urllib and ssl to etcd's JSON
 gateway and to the Kubernetes API (one ConfigMap, the cluster record). Every decision is one line
@@ -52,6 +56,9 @@ EXTRA_FLAGS_KEY = "x-extra-flags"
 HTTP_TIMEOUT = 2.0
 # Scale-down asks pods 0..N-1 first; these higher ordinals only when none of those answers.
 FALLBACK_ORDINALS = 8
+# prepare gives up (the init container restarts and asks again) when one learner has blocked
+# its join this long: long enough for a learner to catch up on a large snapshot.
+DEFAULT_LEARNER_WAIT = 300.0
 
 START, JOIN, BOOTSTRAP, WAIT = "start", "join", "bootstrap", "wait"
 RECORD_PRESENT, RECORD_ABSENT = "present", "absent"
@@ -733,7 +740,8 @@ class KubeError(Exception):
 
 
 class KubeClient:
-    """The in-cluster Kubernetes API: service account token and CA, ConfigMaps only."""
+    """The in-cluster Kubernetes API: service account token and CA; the record and the
+    StatefulSet only."""
 
     def __init__(self, env: Mapping[str, str], timeout: float = 5.0):
         self.host = env.get("KUBERNETES_SERVICE_HOST", "")
@@ -1004,7 +1012,74 @@ def carry_out(
     return config, ", ".join(done)
 
 
-def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: float) -> int:
+def peer_url_moved(
+    cluster: ClusterView | None, name: str, peer_urls: Sequence[str]
+) -> Member | None:
+    """This member under a new address (ports.peer or clusterDomain changed): not listed by its
+    peer URLs, but a started member carries its name. Only asked when the data is present."""
+    if cluster is None or not name or cluster.find(peer_urls) is not None:
+        return None
+    return next((m for m in cluster.members if m.name == name and m.started), None)
+
+
+def update_peer_url(
+    client: EtcdClient, cluster: ClusterView, member: Member, peer_urls: Sequence[str]
+) -> str:
+    """Move `member` to `peer_urls` in place: same ID, same data, no removal."""
+    endpoints = voter_endpoints(cluster, exclude=member.id)
+    body = {"ID": member.id, "peerURLs": list(peer_urls)}
+    try:
+        call_first(client, endpoints, "/v3/cluster/member/update", body)
+    except EtcdError as err:
+        raise Retry(str(err)) from None
+    return (
+        f"updated the peer URL of member {member.name} ({hex_id(member.id)}) from"
+        f" {','.join(member.peer_urls)} to {','.join(peer_urls)} (same name, data present: the"
+        " same member under a new address)"
+    )
+
+
+class LearnerWait:
+    """How long each learner has been seen blocking this member's join (prepare only)."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.since: dict[str, float] = {}
+
+    def overdue(self, cluster: ClusterView | None, peer_urls: Sequence[str]) -> str:
+        """Why to give up when a learner has blocked longer than the limit; else ""."""
+        if cluster is None or self.limit <= 0:
+            return ""
+        now = time.monotonic()
+        busy = [m for m in in_flight(cluster, cluster.find(peer_urls)) if m.is_learner]
+        self.since = {m.id: self.since.get(m.id, now) for m in busy}
+        for member in busy:
+            waited = now - self.since[member.id]
+            if waited >= self.limit:
+                return stuck_learner_message(member, waited, self.limit)
+        return ""
+
+
+def stuck_learner_message(member: Member, waited: float, limit: float) -> str:
+    state = "never started" if not member.started else "started, not in sync with the leader"
+    match = re.fullmatch(r".+-([0-9]+)", member.label)
+    by_helm = (
+        f"`helm upgrade` with replicas={match.group(1)} (the scale-down hook removes members above"
+        " the new count, learners included), or "
+        if match
+        else ""
+    )
+    return (
+        f"giving up after {waited:.0f}s (--learner-wait {limit:g}): learner {member.label}"
+        f" ({hex_id(member.id)}) has not become a voter ({state}); every later member change"
+        f" waits for it. If its pod cannot run or catch up, remove it: {by_helm}etcdctl member"
+        f" remove {hex_id(member.id)}"
+    )
+
+
+def run_prepare(
+    settings: Settings, env: Mapping[str, str], log: Log, timeout: float, learner_wait: float = 0
+) -> int:
     config = load_template(settings.template, env)
     name = str(config["name"])
     peer_urls = tuple(split_urls(str(config["initial-advertise-peer-urls"])))
@@ -1018,9 +1093,24 @@ def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: f
     client = EtcdClient(tls_context(settings), settings.root_password_file)
     kube = KubeClient(env)
     backoff, deadline = Backoff(), Deadline(timeout)
+    learners = LearnerWait(learner_wait)
+    updated: list[str] = []
     while True:
         has_data = member_data_present(str(config["data-dir"]), str(config.get("wal-dir") or ""))
         cluster, errors = cluster_view(client, endpoints)
+        moved = peer_url_moved(cluster, name, peer_urls) if has_data else None
+        if cluster is not None and moved is not None:
+            try:
+                updated.append(update_peer_url(client, cluster, moved, peer_urls))
+            except Retry as err:
+                delay = backoff.next(str(err))
+                if deadline.expired(delay):
+                    log(f"data=present -> giving up (--timeout): cannot update the peer URL: {err}")
+                    return 2
+                log(f"data=present -> waiting {delay}s: cannot update the peer URL yet: {err}")
+                time.sleep(delay)
+                continue
+            cluster, errors = cluster_view(client, endpoints)
         record, detail = RECORD_UNCHECKED, ""
         if cluster is None and not has_data:
             record, _, detail = read_record(kube, settings.namespace, settings.record)
@@ -1041,6 +1131,10 @@ def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: f
                 why += f" (asked: {errors})"
             if detail and record == RECORD_UNKNOWN:
                 why += f" (record: {detail})"
+            stuck = learners.overdue(cluster, peer_urls)
+            if stuck:
+                log(f"{decision.seen} -> {stuck}")
+                return 2
         else:
             try:
                 final, done = carry_out(decision, facts, config, client)
@@ -1048,7 +1142,7 @@ def run_prepare(settings: Settings, env: Mapping[str, str], log: Log, timeout: f
                 why = f"could not finish: {err}"
             else:
                 write_config(settings.output, final)
-                log(f"{decision.seen} -> {done}; wrote {settings.output}")
+                log(f"{decision.seen} -> {', '.join([*updated, done])}; wrote {settings.output}")
                 return 0
         delay = backoff.next(why)
         if deadline.expired(delay):
@@ -1219,6 +1313,61 @@ class WatchState:
     voter: bool = False
     record: bool = False
     auth: bool = False
+    absent_since: float | None = None
+    pod_deleted: bool = False
+    rejoin_after: float = 0.0
+
+
+def removed_member_step(settings: Settings, kube: KubeClient, state: WatchState, seen: str) -> str:
+    """This member is not in the cluster's (quorum) member list, so its etcd exits at once on
+    every restart, and `prepare` (an init container) runs again only in a new pod. When the
+    StatefulSet still wants this pod and that has lasted --rejoin-after (longer than any
+    scale-down hook runs), delete the pod. Returns what to log."""
+    seen += " member=absent"
+    pod = settings.pod_name
+    deleted = (
+        f"{seen} -> deleted pod {pod} so that it is recreated: its prepare moves the removed"
+        " member's data aside and joins again"
+    )
+    if state.pod_deleted:
+        return deleted
+    removed = f"{seen} -> this member was removed from the cluster"
+    by_hand = f"recreate the pod (kubectl delete pod {pod}) so that its prepare joins again"
+    match = re.fullmatch(r"(.+)-([0-9]+)", pod)
+    if not match or not settings.record or state.rejoin_after <= 0:
+        return f"{removed}, and etcd exits at once on every restart: {by_hand}"
+    sts, ordinal = match.group(1), int(match.group(2))
+    sts_state, live, detail = read_statefulset_replicas(kube, settings.namespace, sts)
+    if sts_state == STS_PRESENT and live <= ordinal:
+        state.absent_since = None
+        return (
+            f"{removed}; the StatefulSet has {live} replicas, so {pod} is on its way out: waiting"
+        )
+    if sts_state != STS_PRESENT:
+        why = detail or f"StatefulSet {settings.namespace}/{sts} not found"
+        return f"{removed}, and etcd exits at once on every restart ({why}): {by_hand}"
+    now = time.monotonic()
+    if state.absent_since is None:
+        state.absent_since = now
+    if now - state.absent_since < state.rejoin_after:
+        return (
+            f"{removed}, and etcd exits at once on every restart; the StatefulSet still has"
+            f" {live} replicas: deleting pod {pod} once this has lasted {state.rejoin_after:g}s,"
+            " so that it is recreated and its prepare joins again"
+        )
+    path = f"/api/v1/namespaces/{urllib.parse.quote(settings.namespace)}/pods/"
+    path += urllib.parse.quote(pod)
+    try:
+        status, answer = kube.request("DELETE", path)
+    except KubeError as err:
+        return f"{removed}; cannot delete pod {pod}: {err}: {by_hand}"
+    if status not in (200, 202):
+        return (
+            f"{removed}; cannot delete pod {pod}: HTTP {status} {answer.get('message', '')}:"
+            f" {by_hand}"
+        )
+    state.pod_deleted = True
+    return deleted
 
 
 def ensure_record(kube: KubeClient, settings: Settings, cluster: ClusterView, token: str) -> str:
@@ -1302,8 +1451,11 @@ def watch_step(
                 endpoints.append(url)
     me = cluster.find(peer_urls, name)
     seen = f"cluster={cluster.describe()}"
+    if me is None and peer_urls:
+        raise Retry(removed_member_step(settings, kube, state, seen))
     if me is None:
         raise Retry(f"{seen} member=absent -> waiting (this agent never adds members)")
+    state.absent_since = None
     if me.is_learner:
         targets = voter_endpoints(cluster, exclude=me.id)
         try:
@@ -1352,6 +1504,7 @@ def run_watch(
     once: bool,
     interval: float,
     timeout: float,
+    rejoin_after: float = 0,
 ) -> int:
     settings.require("pod_name")
     name, token = settings.pod_name, ""
@@ -1370,7 +1523,7 @@ def run_watch(
     spec = load_auth_spec(settings.auth_file)
     client = EtcdClient(tls_context(settings), settings.root_password_file)
     kube = KubeClient(env)
-    state = WatchState()
+    state = WatchState(rejoin_after=rejoin_after)
     backoff, deadline = Backoff(), Deadline(timeout if once else 0)
     while True:
         try:
@@ -1403,6 +1556,60 @@ def run_watch(
 # scale-down
 
 
+# How out of a blocked scale-down, and what each way risks.
+SCALE_DOWN_WAY_OUT = (
+    "to go on without the hook: `helm upgrade --no-hooks` (this upgrade only) or"
+    " scaleDown.enabled=false (every later upgrade): either way the pods above the new count go"
+    " while still members, and stay in the member list as down voters that count against quorum"
+    " until removed by hand (etcdctl member remove)"
+)
+STS_PRESENT, STS_ABSENT, STS_UNKNOWN = "present", "absent", "unknown"
+
+
+def read_statefulset_replicas(kube: KubeClient, namespace: str, name: str) -> tuple[str, int, str]:
+    """(state, spec.replicas, detail) of the live StatefulSet."""
+    path = (
+        f"/apis/apps/v1/namespaces/{urllib.parse.quote(namespace)}"
+        f"/statefulsets/{urllib.parse.quote(name)}"
+    )
+    try:
+        status, answer = kube.request("GET", path)
+    except KubeError as err:
+        return STS_UNKNOWN, 0, str(err)
+    if status == 404:
+        return STS_ABSENT, 0, ""
+    if status != 200:
+        message = answer.get("message", "")
+        return STS_UNKNOWN, 0, f"GET StatefulSet {namespace}/{name}: HTTP {status} {message}"
+    replicas = (answer.get("spec") or {}).get("replicas", 1)
+    return STS_PRESENT, int(replicas), ""
+
+
+def unreachable_verdict(replicas: int, sts_state: str, live: int, detail: str) -> tuple[bool, str]:
+    """With the cluster created and no member answering: (go on, what to log after `->`).
+
+    Only a real scale-down needs a member to answer; an upgrade that keeps or raises the count
+    may be the one that repairs a full outage, and with no StatefulSet no member pod runs."""
+    if sts_state == STS_ABSENT:
+        return True, (
+            "nothing to remove: no StatefulSet, so no member pod runs; the members come back on"
+            " their data when it is created"
+        )
+    if sts_state == STS_PRESENT and live <= replicas:
+        return True, (
+            f"nothing to remove: not a scale-down (the StatefulSet has {live} replicas, the"
+            f" upgrade asks for {replicas}); the upgrade goes on and may bring the members back"
+        )
+    if sts_state == STS_PRESENT:
+        why = (
+            f"a scale-down from {live} to {replicas} needs a healthy cluster to remove members"
+            " from, and no member answers"
+        )
+    else:
+        why = f"cannot tell whether this is a scale-down ({detail}), and no member answers"
+    return False, f"refusing: {why}"
+
+
 def run_scale_down(
     settings: Settings, env: Mapping[str, str], log: Log, replicas: int, timeout: float
 ) -> int:
@@ -1412,6 +1619,23 @@ def run_scale_down(
         log(
             "replicas=0 -> nothing to do: every member is kept, so the cluster resumes on its"
             " data when the pods come back"
+        )
+        return 0
+    # The record first: on Argo CD's first sync the optional agent certificate is not issued yet,
+    # and with no cluster there is nothing to do, TLS or not.
+    kube = KubeClient(env)
+    state, _, detail = read_record(kube, settings.namespace, settings.record)
+    if state == RECORD_ABSENT:
+        log(f"replicas={replicas} record=absent -> nothing to do (no cluster has been created yet)")
+        return 0
+    unissued = [
+        f for f in (settings.cacert, settings.cert, settings.key) if f and not os.path.exists(f)
+    ]
+    if state == RECORD_DISABLED and unissued:
+        log(
+            f"replicas={replicas} record=disabled tls=not-issued -> nothing to do: the agent"
+            f" certificate ({', '.join(unissued)}) is not issued yet, and no member pod starts"
+            " without it"
         )
         return 0
     client = EtcdClient(tls_context(settings), settings.root_password_file)
@@ -1426,16 +1650,18 @@ def run_scale_down(
         cluster, more = cluster_view(client, fallback)
         errors = "; ".join(part for part in (errors, more) if part)
     if cluster is None:
-        state, _, detail = read_record(KubeClient(env), settings.namespace, settings.record)
         seen = f"replicas={replicas} cluster=unreachable record={state}"
-        if state in (RECORD_ABSENT, RECORD_DISABLED):
+        if state == RECORD_DISABLED:
             log(f"{seen} -> nothing to do (no cluster has been created yet)")
             return 0
-        reason = detail if state == RECORD_UNKNOWN else "the cluster exists but no member answers"
-        log(
-            f"{seen} -> refusing: {reason}; members cannot be removed safely, so the upgrade"
-            f" must stop here (asked: {errors})"
-        )
+        sts_state, live, sts_detail = read_statefulset_replicas(kube, settings.namespace, sts)
+        seen += f" statefulset={live if sts_state == STS_PRESENT else sts_state}"
+        go_on, verdict = unreachable_verdict(replicas, sts_state, live, sts_detail)
+        if go_on:
+            log(f"{seen} -> {verdict}")
+            return 0
+        record_note = f" (record: {detail})" if state == RECORD_UNKNOWN else ""
+        log(f"{seen} -> {verdict}{record_note} (asked: {errors}); {SCALE_DOWN_WAY_OUT}")
         return 1
     while True:
         targets = scale_down_targets(cluster.members, sts, replicas)
@@ -1462,7 +1688,10 @@ def run_scale_down(
         if why:
             delay = backoff.next(why)
             if deadline.expired(delay):
-                log(f"{seen} -> giving up on removing {target.label} (--timeout): {why}")
+                log(
+                    f"{seen} -> giving up on removing {target.label} (--timeout): {why};"
+                    f" {SCALE_DOWN_WAY_OUT}"
+                )
                 return 1
             log(f"{seen} -> waiting {delay}s before removing {target.label}: {why}")
             time.sleep(delay)
@@ -1472,7 +1701,10 @@ def run_scale_down(
         view, errors = cluster_view(client, endpoints)
         if view is None:
             if deadline.expired():
-                log(f"{seen} -> giving up: no member answers any more ({errors})")
+                log(
+                    f"{seen} -> giving up: no member answers any more ({errors});"
+                    f" {SCALE_DOWN_WAY_OUT}"
+                )
                 return 1
             time.sleep(backoff.next())
             continue
@@ -1527,10 +1759,23 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument(
         "--timeout", type=float, default=0, help="give up (exit 2) after this many seconds"
     )
+    prepare.add_argument(
+        "--learner-wait",
+        type=float,
+        default=DEFAULT_LEARNER_WAIT,
+        help="give up (exit 2) when one learner has blocked the join this long (0: no limit)",
+    )
     watch = commands.add_parser("watch", help="promote this learner, record, auth; then idle")
     watch.add_argument("--once", action="store_true", help="exit 0 once everything is done")
     watch.add_argument("--interval", type=float, default=30, help="seconds between checks")
     watch.add_argument("--timeout", type=float, default=120, help="with --once: give up after")
+    watch.add_argument(
+        "--rejoin-after",
+        type=float,
+        default=0,
+        help="delete this pod when its member has been removed this long while the StatefulSet"
+        " still wants it (0: never; longer than the scale-down hook's budget)",
+    )
     scale = commands.add_parser("scale-down", help="remove members with ordinal >= N")
     scale.add_argument("--replicas", type=int, required=True, help="the new replica count N")
     scale.add_argument("--timeout", type=float, default=240, help="give up (exit 1) after")
@@ -1548,9 +1793,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         settings.require()
         if args.command == "prepare":
             settings.require("pod_name")
-            return run_prepare(settings, env, log, args.timeout)
+            return run_prepare(settings, env, log, args.timeout, args.learner_wait)
         if args.command == "watch":
-            return run_watch(settings, env, log, args.once, args.interval, args.timeout)
+            return run_watch(
+                settings, env, log, args.once, args.interval, args.timeout, args.rejoin_after
+            )
         if args.replicas < 0:
             raise AgentError(f"--replicas {args.replicas}: must be 0 or more")
         return run_scale_down(settings, env, log, args.replicas, args.timeout)

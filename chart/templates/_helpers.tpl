@@ -43,6 +43,17 @@ from it, so it never depends on anything but the release name and the overrides.
 {{- printf "%s-scale-down" (include "etcd.fullname" .) -}}
 {{- end -}}
 
+{{/* Seconds a removed member's pod waits before deleting itself: longer than any run of the
+scale-down hook (its whole budget), so a member the hook removed is never added back while the
+hook runs; the StatefulSet has shrunk by then if the upgrade went through. */}}
+{{- define "etcd.rejoinAfter" -}}
+{{- if .Values.scaleDown.enabled -}}
+{{- add (int .Values.scaleDown.timeoutSeconds) 60 -}}
+{{- else -}}
+60
+{{- end -}}
+{{- end -}}
+
 {{- define "etcd.webuiName" -}}
 {{- printf "%s-webui" (include "etcd.fullname" .) -}}
 {{- end -}}

@@ -293,8 +293,8 @@ def test_scale_down_with_no_cluster(release_factory: Callable[..., Release]) -> 
     result = release.agent(pod, "scale-down", "--replicas", "1")
     assert result.returncode == 0, result.stderr
     assert lines(result) == [
-        "member-agent scale-down: replicas=1 cluster=unreachable record=absent -> nothing to do"
-        " (no cluster has been created yet)"
+        "member-agent scale-down: replicas=1 record=absent -> nothing to do (no cluster has been"
+        " created yet)"
     ]
     release.api.put_object(
         {
@@ -304,13 +304,21 @@ def test_scale_down_with_no_cluster(release_factory: Callable[..., Release]) -> 
             "data": {"clusterID": "1234", "token": TOKEN},
         }
     )
+    release.api.put_object(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "etcd", "namespace": NAMESPACE},
+            "spec": {"replicas": 3},
+        }
+    )
     result = release.agent(pod, "scale-down", "--replicas", "1")
     assert result.returncode == 1
     (line,) = lines(result)
     assert line.startswith(
-        "member-agent scale-down: replicas=1 cluster=unreachable record=present -> refusing: the"
-        " cluster exists but no member answers; members cannot be removed safely, so the upgrade"
-        " must stop here (asked: etcd-0: "
+        "member-agent scale-down: replicas=1 cluster=unreachable record=present statefulset=3 ->"
+        " refusing: a scale-down from 3 to 1 needs a healthy cluster to remove members from, and"
+        " no member answers (asked: etcd-0: "
     ), line
 
 

@@ -237,6 +237,8 @@ def test_containers_and_commands(helm: str) -> None:
         "python3",
         "/opt/etcd-agent/member_agent.py",
         "watch",
+        "--rejoin-after",
+        "300",
     ]
 
 
@@ -394,6 +396,18 @@ def test_role_is_limited_to_the_cluster_record(helm: str) -> None:
             "verbs": ["get", "update", "patch"],
         },
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["statefulsets"],
+            "resourceNames": ["etcd"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["pods"],
+            "resourceNames": ["etcd-0", "etcd-1", "etcd-2"],
+            "verbs": ["delete"],
+        },
     ]
     binding = objects[("RoleBinding", "etcd")]
     assert binding["roleRef"] == {
@@ -749,7 +763,7 @@ def test_scale_down_job(helm: str) -> None:
     objects = render(helm, "--set", "replicas=5,scaleDown.backoffLimit=1")
     job = objects[("Job", "etcd-scale-down")]["spec"]
     assert job["backoffLimit"] == 1
-    assert job["activeDeadlineSeconds"] == 600
+    assert job["activeDeadlineSeconds"] == 240
     pod = job["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["serviceAccountName"] == "etcd-scale-down"
@@ -761,6 +775,8 @@ def test_scale_down_job(helm: str) -> None:
         "scale-down",
         "--replicas",
         "5",
+        "--timeout",
+        "105",
     ]
     variables = env(item)
     assert variables["ETCD_AGENT_STATEFULSET"] == "etcd"
@@ -787,6 +803,12 @@ def test_scale_down_role(helm: str) -> None:
             "apiGroups": [""],
             "resources": ["configmaps"],
             "resourceNames": ["etcd-cluster-record"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": ["apps"],
+            "resources": ["statefulsets"],
+            "resourceNames": ["etcd"],
             "verbs": ["get"],
         },
     ]

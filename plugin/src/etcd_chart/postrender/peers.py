@@ -136,6 +136,18 @@ def url_form(member: MemberSet) -> list[str]:
     return [url for url in urls if set(variables_in(url)) & set(member.pod_name_vars)]
 
 
+def advertised_peer_urls(member: MemberSet, pod: str) -> list[str]:
+    """The peer URLs `pod` advertises as the manifest writes them (plain env vars expanded);
+    empty when they do not name the pod through a pod-name variable."""
+    values = env_values(member)
+    urls = []
+    for url in url_form(member):
+        for variable in member.pod_name_vars:
+            url = url.replace(f"$({variable})", pod)
+        urls.append(expand(url, values))
+    return urls
+
+
 def member_peer_urls(member: MemberSet, pod: str, cluster_domain: str) -> list[str]:
     form = url_form(member)
     if form:

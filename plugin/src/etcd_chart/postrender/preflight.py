@@ -1,11 +1,12 @@
 """Changes a live cluster cannot take, found by comparing a member set with what is running.
 
 Kubernetes refuses changes to a StatefulSet's volumeClaimTemplates, serviceName, selector and
-podManagementPolicy; etcd cannot switch its peers between http and https, nor change the cluster
-token, while the cluster runs; and removing more than one member at once so that fewer than a
-quorum of the old membership remain risks the cluster (the scale-down hook removes one member at
-a time, so the chart's own member set, annotated `etcd-chart/scale-down: hook`, may go down
-further at once; any other set must go down in steps).
+podManagementPolicy; etcd cannot switch its peers between http and https, change the cluster
+token, nor move its peer URLs (peer port, cluster domain) while the cluster runs; and removing
+more than one member at once so that fewer than a quorum of the old membership remain risks the
+cluster (the scale-down hook removes one member at a time, so the chart's own member set,
+annotated `etcd-chart/scale-down: hook`, may go down further at once; any other set must go
+down in steps).
 """
 
 from __future__ import annotations
@@ -60,6 +61,36 @@ def _selector(spec: dict[str, Any]) -> Any:
         "matchLabels": dict(selector.get("matchLabels") or {}),
         "matchExpressions": list(selector.get("matchExpressions") or []),
     }
+
+
+PEER_URL_FIX = (
+    "keep the live peer port and cluster domain (chart values ports.peer and clusterDomain);"
+    " to move a running cluster, update each member's peer URL in place (`etcdctl member update"
+    " <ID> --peer-urls=<new URL>`) while it listens on both, or restore an `etcdctl snapshot"
+    " save` into a new release"
+)
+
+
+def _check_peer_url(member: MemberSet, live: MemberSet, same_scheme: bool, report: Report) -> None:
+    """Host or port of the first pod's advertised peer URL (a scheme flip is reported apart)."""
+    if member.settings is None or not same_scheme:
+        return
+    pod = member.pod_names(1)[0]
+    old_urls, new_urls = (
+        peers.advertised_peer_urls(live, pod),
+        peers.advertised_peer_urls(member, pod),
+    )
+    if old_urls and new_urls and old_urls != new_urls:
+        report.add(
+            place(
+                member.settings.documents()[0],
+                member.settings.path("initial-advertise-peer-urls"),
+            ),
+            f"changes the peer URL of {pod} from {','.join(old_urls)} to {','.join(new_urls)}"
+            " on a running cluster; a member's peer URL is part of the membership, so members"
+            " restarted under the new one are stranded",
+            PEER_URL_FIX,
+        )
 
 
 def check(member: MemberSet, live: MemberSet, report: Report) -> None:
@@ -120,6 +151,7 @@ def check(member: MemberSet, live: MemberSet, report: Report) -> None:
                 "cluster; members that join with the new token cannot join the old cluster",
                 f"keep {old_token!r}",
             )
+        _check_peer_url(member, live, old_scheme == new_scheme, report)
     old_count, new_count = live.replicas, member.replicas
     removed_by_hook = member.annotations.get(SCALE_DOWN_ANNOTATION) == "hook"
     if old_count - new_count > 1 and new_count < quorum(old_count) and not removed_by_hook:

@@ -64,10 +64,10 @@ class Cluster:
         try:
             from kubernetes import client, config
             from kubernetes.config.config_exception import ConfigException
-        except ImportError as err:  # pragma: no cover - installed with the package's extras
+        except ImportError as err:  # a dependency of the package: missing only in a broken install
             raise ClusterUnavailable(
-                "the `kubernetes` Python package is needed to read the cluster; "
-                "install it with `pip install 'etcd-chart[kubernetes]'`"
+                f"the `kubernetes` Python package, a dependency of etcd-chart, is missing ({err}); "
+                "reinstall the package (`pip install ./plugin`)"
             ) from err
         try:
             if kubeconfig or not in_cluster():

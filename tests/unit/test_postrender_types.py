@@ -189,6 +189,27 @@ CASES: list[tuple[tuple[str, str], list[Any], Any, str]] = [
         'spec.minAvailable: is 1.5, a number; it must be a number or a percentage (use 2 or "50%")',
     ),
     (
+        STS,
+        [*ETCD, "volumeMounts", 0, "mountPath"],
+        ["/var/lib/etcd"],
+        "spec.template.spec.containers[0].volumeMounts[0].mountPath: is a list; it must be a "
+        "string (quote the path)",
+    ),
+    (
+        STS,
+        ["spec", "template", "spec", "volumes", 1, "configMap", "name"],
+        404,
+        "spec.template.spec.volumes[1].configMap.name: is 404, a number; it must be a string "
+        "(quote the name)",
+    ),
+    (
+        ("Service", "etcd-headless"),
+        ["spec", "publishNotReadyAddresses"],
+        "true",
+        "spec.publishNotReadyAddresses: is 'true', a string; it must be true or false "
+        "(use true, unquoted)",
+    ),
+    (
         ("ConfigMap", "etcd-config"),
         ["data", "extra"],
         12,
@@ -286,3 +307,20 @@ def test_the_command_refuses_replicas_three_with_nothing_on_stdout(tmp_path: Pat
         "StatefulSet/etcd: spec.replicas: is 'three', a string; it must be a whole number >= 0 "
         "(use a number, e.g. replicas: 3)"
     )
+
+
+def test_a_certificate_dns_name_of_the_wrong_type_is_refused() -> None:
+    bodies = _bodies()
+    bodies.append(
+        {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": {"name": "etcd-peer", "namespace": "db"},
+            "spec": {"secretName": "etcd-peer-tls", "dnsNames": ["etcd-0.etcd-headless", 8]},
+        }
+    )
+    outcome = post_render(_stream(bodies), Options(namespace="db"))
+    assert outcome.report.lines() == [
+        "Certificate/etcd-peer: spec.dnsNames[1]: is 8, a number; it must be a string "
+        "(quote every DNS name)"
+    ]

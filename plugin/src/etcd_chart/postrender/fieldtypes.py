@@ -47,6 +47,10 @@ def _string(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def _boolean(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
 def _digits(value: Any) -> bool:
     return isinstance(value, str) and value.isdigit()
 
@@ -78,6 +82,10 @@ def _container_rules() -> list[Rule]:
             Rule(f"{base}.args[*]", _string, "a string", "quote every item of args"),
             Rule(f"{base}.env[*].name", _string, "a string", "quote the variable name"),
             Rule(f"{base}.env[*].value", _string, "a string", 'quote the value, e.g. "3"'),
+            Rule(f"{base}.image", _string, "a string", "quote the image reference"),
+            Rule(f"{base}.volumeMounts[*].name", _string, "a string", "quote the volume name"),
+            Rule(f"{base}.volumeMounts[*].mountPath", _string, "a string", "quote the path"),
+            Rule(f"{base}.volumeMounts[*].subPath", _string, "a string", "quote the path"),
         ]
         for probe in _PROBES:
             for handler in ("httpGet", "tcpSocket"):
@@ -98,6 +106,10 @@ STATEFULSET_RULES = [
     Rule("metadata.annotations.*", _string, "a string", 'quote the annotation value, e.g. "9"'),
     Rule("spec.template.metadata.labels.*", _string, "a string", "quote the label value"),
     Rule("spec.template.metadata.annotations.*", _string, "a string", "quote the value"),
+    Rule("spec.selector.matchLabels.*", _string, "a string", "quote the label value"),
+    Rule("spec.template.spec.volumes[*].name", _string, "a string", "quote the volume name"),
+    Rule("spec.template.spec.volumes[*].configMap.name", _string, "a string", "quote the name"),
+    Rule("spec.template.spec.volumes[*].secret.secretName", _string, "a string", "quote the name"),
     *_container_rules(),
 ]
 SERVICE_RULES = [
@@ -105,10 +117,17 @@ SERVICE_RULES = [
     Rule("spec.ports[*].targetPort", _port_or_name, "a port number or name", "use e.g. 2379"),
     Rule("spec.ports[*].name", _string, "a string", "quote the port name"),
     Rule("spec.selector.*", _string, "a string", "quote the label value"),
+    Rule("spec.clusterIP", _string, "a string", 'use "None" for a headless Service'),
+    Rule("spec.publishNotReadyAddresses", _boolean, "true or false", "use true, unquoted"),
 ]
 PDB_RULES = [
     Rule("spec.maxUnavailable", _count_or_percent, "a number or a percentage", 'use 1 or "50%"'),
     Rule("spec.minAvailable", _count_or_percent, "a number or a percentage", 'use 2 or "50%"'),
+    Rule("spec.selector.matchLabels.*", _string, "a string", "quote the label value"),
+]
+CERTIFICATE_RULES = [
+    Rule("spec.dnsNames[*]", _string, "a string", "quote every DNS name"),
+    Rule("spec.secretName", _string, "a string", "quote the Secret name"),
 ]
 CONFIGMAP_RULES = [
     Rule("data.*", _string, "a string", "quote the value; ConfigMap data holds text"),
@@ -134,6 +153,7 @@ RULES_BY_KIND = {
     "Service": SERVICE_RULES,
     "PodDisruptionBudget": PDB_RULES,
     "ConfigMap": CONFIGMAP_RULES,
+    "Certificate": CERTIFICATE_RULES,
 }
 
 

@@ -223,7 +223,11 @@ def test_live_cluster_through_kubeconfig(api: FakeApiServer, tmp_path: Path) -> 
     without_budget = "---\n".join(p for p in CHART_LIKE.split("---\n") if "pdb.yaml" not in p)
     result = post_render(with_replicas(without_budget, 1), env={"KUBECONFIG": str(kubeconfig)})
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == (
+    read = (
+        f"etcd-chart post-render: read the cluster at {api.url} "
+        f"(context fakeapi, kubeconfig {kubeconfig} (KUBECONFIG))\n"
+    )
+    assert result.stderr == read + (
         "etcd/templates/statefulset.yaml: StatefulSet/etcd: spec.replicas: scales from 5 to 1 "
         "members at once, below the quorum of the running cluster (3), and nothing removes the "
         "members first (scale down in steps that keep a quorum: first to 3, then further; or let "
@@ -231,7 +235,7 @@ def test_live_cluster_through_kubeconfig(api: FakeApiServer, tmp_path: Path) -> 
         '"hook" (the chart does with scaleDown.enabled))\n' + HINT
     )
     result = post_render(CHART_LIKE, "--kubeconfig", str(kubeconfig))
-    assert (result.returncode, result.stderr) == (0, "")
+    assert (result.returncode, result.stderr) == (0, read.replace("KUBECONFIG", "--kubeconfig"))
     assert '"initial-cluster-state": "existing"' in result.stdout
     offline = post_render(
         CHART_LIKE, env={"KUBECONFIG": str(kubeconfig), "ETCD_CHART_OFFLINE": "1"}

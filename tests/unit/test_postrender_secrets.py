@@ -313,4 +313,8 @@ def test_cli_exit_1_with_the_message_on_stderr(
         timeout=60,
     )
     assert (result.returncode, result.stdout) == (1, "")
-    assert result.stderr == missing_secret(stream, "agent") + "\n" + HINT
+    read = (
+        f"etcd-chart post-render: read the cluster at {api.url} "
+        f"(context fakeapi, kubeconfig {kubeconfig} (KUBECONFIG))\n"
+    )
+    assert result.stderr == read + missing_secret(stream, "agent") + "\n" + HINT

@@ -1,11 +1,13 @@
-"""`etcd-chart validate VALUES_FILE...`: check values files against the chart's JSON schema.
+"""`etcd-chart validate VALUES_FILE...`: check values files against the chart's schema and rules.
 
 Each file is merged over the chart's defaults (`values.yaml` beside the schema), as Helm does
-before it validates, and checked against `chart/values.schema.json` (else
-`schemas/values.schema.json`; `--schema` picks another) as JSON Schema draft-07. Every problem of
+before it validates, and checked against the chart's `values.schema.json` (the chart bundled with
+the package, else `chart/` and `schemas/` of a checkout; `--schema` picks another) as JSON Schema
+draft-07. A file the schema accepts then goes through the chart's cross-field rules, run by the
+chart itself with `helm template` (chart_rules.py; `--schema-only` skips them). Every problem of
 every file is reported in one run, one line each: `file: dotted.key: message (fix)`; an unknown key
-names the closest known key. Exit 0 when every file is valid, 1 when any is not, 2 when a file or
-the schema cannot be read.
+names the closest known key. Exit 0 when every file is valid, 1 when any is not, 2 when a file,
+the schema, the chart or helm cannot be found or read.
 """
 
 from __future__ import annotations
@@ -15,15 +17,16 @@ import copy
 import difflib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from etcd_chart import bundled
 from etcd_chart.report import Problem, values_place
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_CANDIDATES = (
-    REPO_ROOT / "chart" / "values.schema.json",
-    REPO_ROOT / "schemas" / "values.schema.json",
+    *(chart / "values.schema.json" for chart in bundled.chart_candidates()),
+    bundled.CHECKOUT_CHART.parent / "schemas" / "values.schema.json",
 )
 
 
@@ -40,6 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--defaults",
         help="values the files are merged over (default: values.yaml of the chart); "
         "'none' to check the files alone",
+    )
+    parser.add_argument(
+        "--chart",
+        help="chart whose cross-field rules run (default: the chart bundled with the package)",
+    )
+    parser.add_argument(
+        "--release-name",
+        default="etcd",
+        help="release name the rules see (the full name must fit 47 characters; default etcd)",
+    )
+    parser.add_argument(
+        "--schema-only",
+        action="store_true",
+        help="check the schema alone, without the chart's cross-field rules (needs no helm)",
     )
 
 
@@ -214,10 +231,45 @@ def _defaults_for(schema_path: Path, explicit: str | None) -> Any:
     return {}
 
 
+@dataclass(frozen=True)
+class Rules:
+    """Run the chart's cross-field rules: `helm template RELEASE CHART -f FILE` with this helm."""
+
+    chart: Path
+    helm: str
+    release: str = "etcd"
+
+
+def find_rules(chart: str | None, release: str) -> Rules:
+    """The chart and helm to run the rules with; raises CannotRun naming what is missing."""
+    from etcd_chart.helm import ToolMissing, find_helm
+
+    chart_path = Path(chart) if chart else bundled.chart_dir()
+    if chart_path is None or not (chart_path / "Chart.yaml").is_file():
+        where = chart_path or " or ".join(str(c) for c in bundled.chart_candidates())
+        raise CannotRun(f"no chart at {where} to run the cross-field rules (pass --chart)")
+    try:
+        helm = find_helm()
+    except ToolMissing as err:
+        raise CannotRun(
+            "helm (3 or 4) is needed on PATH to run the chart's cross-field rules; install it, "
+            "or pass --schema-only to check the schema alone"
+        ) from err
+    return Rules(chart_path, helm, release)
+
+
 def validate_files(
-    files: list[str], schema_path: Path, defaults_file: str | None = None
+    files: list[str],
+    schema_path: Path,
+    defaults_file: str | None = None,
+    rules: Rules | None = None,
 ) -> list[Problem]:
-    """Problems of every file; raises CannotRun when a file or the schema cannot be read."""
+    """Problems of every file; raises CannotRun when a file or the schema cannot be read.
+
+    With `rules`, a file the schema accepts also goes through the chart's cross-field rules.
+    """
+    from etcd_chart import chart_rules
+
     schema = load_schema(schema_path)
     defaults = _defaults_for(schema_path, defaults_file)
     problems: list[Problem] = []
@@ -240,14 +292,23 @@ def validate_files(
                 )
             )
             continue
-        problems.extend(check_instance(coalesce(defaults, values), schema, file))
+        schema_problems = check_instance(coalesce(defaults, values), schema, file)
+        problems.extend(schema_problems)
+        if rules is not None and not schema_problems:
+            try:
+                problems.extend(
+                    chart_rules.check_file(file, rules.chart, rules.helm, rules.release)
+                )
+            except chart_rules.RulesUnavailable as err:
+                raise CannotRun(str(err)) from err
     return problems
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         schema_path = find_schema(args.schema)
-        problems = validate_files(list(args.values_files), schema_path, args.defaults)
+        rules = None if args.schema_only else find_rules(args.chart, args.release_name)
+        problems = validate_files(list(args.values_files), schema_path, args.defaults, rules)
     except CannotRun as err:
         print(f"etcd-chart validate: {err}", file=sys.stderr)
         return 2

@@ -1,7 +1,12 @@
 """`etcd-chart post-render`: rendered manifests on stdin, the filled-in stream on stdout.
 
 Exit 0 with the stream on stdout; 1 when the input is invalid (every problem on stderr, nothing on
-stdout); 2 when it could not run (an unreadable kubeconfig, an unreachable cluster).
+stdout); 2 when it could not run (an unreadable kubeconfig, an unreachable cluster, a kubeconfig
+with several contexts and none named).
+
+Helm passes neither its `--kube-context` nor its `--kubeconfig` to a post-renderer: name them with
+`--post-renderer-args --kube-context=CONTEXT` (Helm 3 and 4). Every live read says which server
+and context it read, on stderr and the ways below.
 
 Helm 4 discards a post-renderer plugin's stderr, so the same messages also go to the controlling
 terminal (`/dev/tty`, unless stderr is that terminal already or `ETCD_CHART_NO_TTY=1`) and to the
@@ -48,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kubeconfig", default=None, help="kubeconfig of the cluster to check against"
     )
     parser.add_argument(
+        "--kube-context",
+        default=None,
+        help="context of the kubeconfig to read (required when it has several: the one Helm "
+        "installs into; pass it with helm's --post-renderer-args)",
+    )
+    parser.add_argument(
         "--offline",
         action="store_true",
         help="never contact a cluster (env ETCD_CHART_OFFLINE=1)",
@@ -58,8 +69,15 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+_error_file_written = False
+
+
 def emit(text: str) -> None:
-    """Error text to stderr, to the terminal (Helm 4 hides stderr) and to an error file."""
+    """Text to stderr, to the terminal (Helm 4 hides stderr) and to an error file.
+
+    The error file is rewritten by a run's first message and appended to by the next ones.
+    """
+    global _error_file_written
     sys.stderr.write(text)
     sys.stderr.flush()
     if not _truthy(os.environ.get("ETCD_CHART_NO_TTY")) and not _stderr_is_tty():
@@ -71,8 +89,9 @@ def emit(text: str) -> None:
     error_file = os.environ.get("ETCD_CHART_ERROR_FILE")
     if error_file:
         try:
-            with open(error_file, "w") as handle:
+            with open(error_file, "a" if _error_file_written else "w") as handle:
                 handle.write(text)
+            _error_file_written = True
         except OSError as err:
             sys.stderr.write(f"{PREFIX}: cannot write ETCD_CHART_ERROR_FILE {error_file}: {err}\n")
 
@@ -108,22 +127,25 @@ def run(args: argparse.Namespace) -> int:
         return 2
     offline = args.offline or _truthy(os.environ.get("ETCD_CHART_OFFLINE"))
     live = None
+    notice = ""
     try:
-        if not offline and cluster_module.configured(args.kubeconfig):
-            live = cluster_module.Cluster(args.kubeconfig)
+        target = None if offline else cluster_module.resolve(args.kubeconfig, args.kube_context)
+        if target is not None:
+            live = cluster_module.Cluster(target)
         outcome = post_render(text, options, live)
+        if live is not None:
+            notice = f"{PREFIX}: read the cluster at {live.describe()}\n"
     except cluster_module.ClusterUnavailable as err:
-        emit(
-            f"{PREFIX}: {err} (check the kubeconfig and that the cluster is up; to render "
-            "without it, pass --offline or set ETCD_CHART_OFFLINE=1)\n"
-        )
+        emit(f"{PREFIX}: {err} ({err.fix})\n")
         return 2
     finally:
         if live is not None:
             live.close()
     if not outcome.ok:
-        emit(outcome.report.text() + HINT + "\n")
+        emit(notice + outcome.report.text() + HINT + "\n")
         return 1
+    if notice:
+        emit(notice)
     sys.stdout.write(outcome.output)
     sys.stdout.flush()
     return 0

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from etcd_chart.postrender import checks, peers, preflight, state, stream
+from etcd_chart.postrender import checks, fieldtypes, peers, preflight, state, stream
 from etcd_chart.postrender.members import (
     STATE_ANNOTATION,
     Lookup,
@@ -97,6 +97,9 @@ def post_render(text: str, options: Options, cluster: LiveCluster | None = None)
         )
         return outcome
 
+    fieldtypes.check(documents, members, report)
+    if report:  # every later step reads these fields: stop before one is used
+        return outcome
     checks.check_duplicates(documents, namespace, report)
     for member in members:
         checks.check_settings(member, report)

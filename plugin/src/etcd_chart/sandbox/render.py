@@ -105,7 +105,7 @@ def helm_template(args: RenderArgs) -> str:
 
 
 def post_render(text: str, kubeconfig: Path) -> str:
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "ETCD_CHART_NO_TTY": "1"}
     result = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "etcd_chart.cli", "post-render"],
         input=text,

@@ -16,7 +16,8 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 for module in "$repo"/ci/gobuild/*/; do
   module=${module%/}
-  name="" version_of="" packages=() renames=() ldflags="" check=() expect=""
+  name="" version_of="" packages=() renames=() ldflags=""
+  unset -f after_build
   version=$(awk -v want="$(sed -n 's/^version_of=\([^ ]*\).*/\1/p' "$module/build.conf")" \
     '($1 == want) {print $2; exit} ($1 == "require" && $2 == want) {print $3; exit}' "$module/go.mod")
   [ -n "$version" ] || { log "error: $module/go.mod does not require the module build.conf names"; exit 2; }
@@ -39,13 +40,19 @@ for module in "$repo"/ci/gobuild/*/; do
     rm -rf "$work"; log "error: building $name $version failed"; exit 2
   fi
   for rename in "${renames[@]}"; do mv "$work/${rename%%:*}" "$work/${rename#*:}"; done
-  want=$(eval "printf '%s' \"$expect\"")
-  reported=$("$work/${check[0]}" "${check[@]:1}" 2>&1 | sed -n 1p)
-  if [[ "$reported" != "$want"* ]]; then
-    rm -rf "$work"
-    log "error: the $name built from $module reports '$reported', expected '$want'"
-    exit 2
-  fi
+  # The build info Go embeds names the package and every module a binary was built from: the
+  # module that holds the command's package must be at the pinned version.
+  for binary in "$work"/*; do
+    [ -f "$binary" ] || continue
+    built=$(go version -m "$binary" | awk '
+      $1 == "path" {package = $2}
+      ($1 == "mod" || $1 == "dep") && index(package "/", $2 "/") == 1 && length($2) > length(best) {best = $2; version = $3}
+      END {print best, version}')
+    if [ "${built#* }" != "$version" ]; then
+      rm -rf "$work"; log "error: $(basename "$binary") was built from $built, expected version $version"; exit 2
+    fi
+  done
+  if declare -F after_build >/dev/null; then after_build; fi
   rm -rf "$target"
   mv "$work" "$target"
   chmod 0755 "$target"

@@ -85,10 +85,11 @@ def sandbox_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
 def control_plane(
     tmp_path_factory: pytest.TempPathFactory, etcd_bin: str
 ) -> Iterator[ControlPlane]:
-    """A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) shared
-    by the tests of one run; each test works in namespaces of its own."""
+    """A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+    cert-manager) shared by the tests of one run; each test works in namespaces of its own."""
     root = tmp_path_factory.mktemp("control-plane")
-    plane = ControlPlane(root, f"{choose_subnet(root)}.1", find_binaries(etcd_bin))
+    binaries = find_binaries(etcd_bin, cert_manager=True)
+    plane = ControlPlane(root, f"{choose_subnet(root)}.1", binaries)
     plane.start()
     try:
         yield plane

@@ -1,14 +1,18 @@
-"""The real control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd) that the
-sandbox runs, and what the chart's RBAC allows against it."""
+"""The real control plane (kube-apiserver, kube-controller-manager, kube-scheduler, etcd,
+cert-manager) that the sandbox runs, what the chart's RBAC allows against it, and the chart's
+certificates issued by the real cert-manager."""
 
 from __future__ import annotations
 
+import base64
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from etcd_chart import x509
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.controlplane import ControlPlane
 from kube import api, kubectl
@@ -83,3 +87,51 @@ def test_agent_service_account_reaches_its_record_and_nothing_else(
         == 403
     )
     assert api(control_plane, token, "GET", "/api/v1/nodes") == 403
+
+
+def _certificate_objects(chart_dir: Path, namespace: str) -> list[dict[str, Any]]:
+    rendered = subprocess.run(
+        [find_tool("helm4"), "template", "etcd", str(chart_dir), "--namespace", namespace]
+        + ["--set", "tls.enabled=true"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    objects = [obj for obj in yaml.safe_load_all(rendered) if obj]
+    return [obj for obj in objects if obj["kind"] in ("Issuer", "Certificate")]
+
+
+def test_cert_manager_issues_the_charts_certificates(
+    control_plane: ControlPlane, chart_dir: Path
+) -> None:
+    namespace = "certs"
+    kubectl(control_plane, "create", "namespace", namespace)
+    objects = _certificate_objects(chart_dir, namespace)
+    certificates = sorted(o["metadata"]["name"] for o in objects if o["kind"] == "Certificate")
+    assert certificates == ["etcd-agent", "etcd-ca", "etcd-client", "etcd-peer", "etcd-server"]
+    kubectl(control_plane, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(objects))
+    kubectl(
+        control_plane,
+        *("wait", "--for=condition=Ready", "--timeout=60s", "-n", namespace),
+        *(f"certificate/{name}" for name in certificates),
+    )
+    ca = json.loads(
+        kubectl(control_plane, "get", "secret", "etcd-ca", "-n", namespace, "-o", "json")
+    )
+    ca_pem = base64.b64decode(ca["data"]["tls.crt"])
+    for name, secret in (("etcd-server", "etcd-server-tls"), ("etcd-peer", "etcd-peer-tls")):
+        data = json.loads(
+            kubectl(control_plane, "get", "secret", secret, "-n", namespace, "-o", "json")
+        )["data"]
+        assert set(data) >= {"tls.crt", "tls.key", "ca.crt"}, name
+        assert base64.b64decode(data["ca.crt"]) == ca_pem
+        cert = x509.load_cert(base64.b64decode(data["tls.crt"]))
+        assert x509.issued_by(cert, x509.load_cert(ca_pem))
+        # Every member that can exist (tls.maxMembers, 9 by default) is named.
+        names = x509.names_of(cert).dns_names
+        for ordinal in range(9):
+            assert f"etcd-{ordinal}.etcd-headless.{namespace}.svc.cluster.local" in names, name
+    agent = json.loads(
+        kubectl(control_plane, "get", "secret", "etcd-agent-tls", "-n", namespace, "-o", "json")
+    )["data"]
+    assert x509.common_name_of(x509.load_cert(base64.b64decode(agent["tls.crt"]))) == ""

@@ -18,6 +18,7 @@ ROOT/                  (STATE/control-plane)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import ssl
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography import x509 as cx509
@@ -37,12 +39,19 @@ from cryptography.hazmat.primitives import serialization
 from etcd_chart import x509
 from etcd_chart.helm import REPO_ROOT
 
-PROGRAMS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-CACHE_DIR = Path(os.environ.get("ETCD_CHART_CACHE", REPO_ROOT / ".cache")) / "kubernetes"
+CACHE = Path(os.environ.get("ETCD_CHART_CACHE", REPO_ROOT / ".cache"))
+# Program -> the cache folder ci/build-go-tools.sh builds it into (CACHE/<folder>/<version>/).
+PROGRAMS = {
+    "kube-apiserver": "kubernetes",
+    "kube-controller-manager": "kubernetes",
+    "kube-scheduler": "kubernetes",
+}
+CERT_MANAGER = "cert-manager-controller"
 
 APISERVER_PORT = 6443
 CONTROLLER_MANAGER_PORT = 10257
 SCHEDULER_PORT = 10259
+CERT_MANAGER_METRICS_PORT = 9402
 ETCD_CLIENT_PORT = 12379
 ETCD_PEER_PORT = 12380
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -50,6 +59,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 # address in KUBERNETES_SERVICE_HOST).
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 CERT_LIFETIME = timedelta(days=365)
+CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 class ControlPlaneError(RuntimeError):
@@ -62,25 +72,12 @@ class Binaries:
     controller_manager: str
     scheduler: str
     etcd: str
+    cert_manager: str | None = None
 
-
-def _search_dirs(bin_dir: str | None) -> list[tuple[str, Path]]:
-    dirs: list[tuple[str, Path]] = []
-    if bin_dir:
-        dirs.append(("--bin-dir", Path(bin_dir)))
-    assets = os.environ.get("KUBEBUILDER_ASSETS")
-    if assets:
-        dirs.append(("KUBEBUILDER_ASSETS", Path(assets)))
-    # ci/build-go-tools.sh builds into CACHE_DIR/<version>/; the newest version wins.
-    built = sorted(
-        (path for path in CACHE_DIR.glob("v*") if path.is_dir()),
-        key=lambda path: _version_key(path.name),
-        reverse=True,
-    )
-    dirs.extend(("the cache", path) for path in built)
-    if not built:
-        dirs.append(("the cache", CACHE_DIR))
-    return dirs
+    @property
+    def cert_manager_crds(self) -> Path | None:
+        """cert-manager's CRDs of the same release, in `crds/` beside its controller."""
+        return Path(self.cert_manager).parent / "crds" if self.cert_manager else None
 
 
 def _version_key(name: str) -> tuple[int, ...]:
@@ -88,34 +85,56 @@ def _version_key(name: str) -> tuple[int, ...]:
     return tuple(int(part) if part.isdigit() else -1 for part in parts)
 
 
-def find_binaries(etcd: str, bin_dir: str | None = None) -> Binaries:
-    """The three control-plane programs, each from the first place that has it."""
-    found: dict[str, str] = {}
-    missing: list[str] = []
-    for program in PROGRAMS:
-        for _, directory in _search_dirs(bin_dir):
-            candidate = directory / program
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                found[program] = str(candidate)
-                break
-        else:
-            on_path = shutil.which(program)
-            if on_path:
-                found[program] = on_path
-            else:
-                missing.append(program)
+def _search_dirs(bin_dir: str | None, folder: str) -> list[tuple[str, Path]]:
+    dirs: list[tuple[str, Path]] = []
+    if bin_dir:
+        dirs.append(("--bin-dir", Path(bin_dir)))
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets:
+        dirs.append(("KUBEBUILDER_ASSETS", Path(assets)))
+    built = sorted(
+        (path for path in (CACHE / folder).glob("v*") if path.is_dir()),
+        key=lambda path: _version_key(path.name),
+        reverse=True,
+    )
+    if built:
+        dirs.extend(("the cache", path) for path in built)
+    else:
+        dirs.append(("the cache", CACHE / folder))
+    return dirs
+
+
+def _find(program: str, folder: str, bin_dir: str | None) -> str | None:
+    for _, directory in _search_dirs(bin_dir, folder):
+        candidate = directory / program
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which(program)
+
+
+def find_binaries(etcd: str, bin_dir: str | None = None, cert_manager: bool = False) -> Binaries:
+    """The control-plane programs (and cert-manager's controller when asked for), each from the
+    first place that has it: `--bin-dir`, `$KUBEBUILDER_ASSETS`, the cache, PATH."""
+    wanted = dict(PROGRAMS)
+    if cert_manager:
+        wanted[CERT_MANAGER] = "cert-manager"
+    found = {program: _find(program, folder, bin_dir) for program, folder in wanted.items()}
+    missing = [program for program, path in found.items() if path is None]
     if missing:
-        looked = ", ".join(f"{how} ({path})" for how, path in _search_dirs(bin_dir))
+        looked = ", ".join(
+            f"{how} ({path})" for how, path in _search_dirs(bin_dir, wanted[missing[0]])
+        )
         raise ControlPlaneError(
             f"{', '.join(missing)} not found in {looked} or PATH; build them with "
             "`bash ci/install-tools.sh` (needs Go), or pass --bin-dir / set KUBEBUILDER_ASSETS "
-            "to a directory that holds kube-apiserver, kube-controller-manager and kube-scheduler"
+            "to a directory that holds them"
         )
     return Binaries(
-        found["kube-apiserver"],
-        found["kube-controller-manager"],
-        found["kube-scheduler"],
+        str(found["kube-apiserver"]),
+        str(found["kube-controller-manager"]),
+        str(found["kube-scheduler"]),
         etcd,
+        found.get(CERT_MANAGER),
     )
 
 
@@ -342,7 +361,7 @@ class ControlPlane:
             f"--authentication-kubeconfig={self.root / 'scheduler.kubeconfig'}",
             f"--authorization-kubeconfig={self.root / 'scheduler.kubeconfig'}",
         ]
-        return [
+        processes = [
             Process("etcd", etcd, logs / "etcd.log"),
             Process("kube-apiserver", apiserver, logs / "kube-apiserver.log"),
             Process(
@@ -350,6 +369,16 @@ class ControlPlane:
             ),
             Process("kube-scheduler", scheduler, logs / "kube-scheduler.log"),
         ]
+        if self.binaries.cert_manager:
+            cert_manager = [
+                self.binaries.cert_manager,
+                f"--kubeconfig={self.admin_kubeconfig}",
+                "--leader-elect=false",
+                f"--metrics-listen-address={a}:{CERT_MANAGER_METRICS_PORT}",
+                "--cluster-resource-namespace=kube-system",
+            ]
+            processes.append(Process("cert-manager", cert_manager, logs / "cert-manager.log"))
+        return processes
 
     def start(self, timeout: float = 90.0) -> None:
         """Start every process in order, each healthy before the next; stop all on failure."""
@@ -358,6 +387,8 @@ class ControlPlane:
         deadline = time.monotonic() + timeout
         try:
             for process in self._argv():
+                if process.name == "cert-manager":
+                    self._install_crds(deadline)
                 self._spawn(process)
                 self._wait_healthy(process, deadline)
         except BaseException:
@@ -376,18 +407,60 @@ class ControlPlane:
         self.processes.append(process)
         self.on_start(f"control-plane/{process.name}", process.popen.pid)
 
-    def _health_url(self, process: Process) -> str | None:
-        ports = {
-            "etcd": None,
-            "kube-apiserver": APISERVER_PORT,
-            "kube-controller-manager": CONTROLLER_MANAGER_PORT,
-            "kube-scheduler": SCHEDULER_PORT,
-        }
-        port = ports[process.name]
-        if port is None:
-            return f"http://{self.address}:{ETCD_CLIENT_PORT}/health"
-        path = "/readyz" if process.name == "kube-apiserver" else "/healthz"
-        return f"https://{self.address}:{port}{path}"
+    def _health_url(self, process: Process) -> str:
+        a = self.address
+        return {
+            "etcd": f"http://{a}:{ETCD_CLIENT_PORT}/health",
+            "kube-apiserver": f"https://{a}:{APISERVER_PORT}/readyz",
+            "kube-controller-manager": f"https://{a}:{CONTROLLER_MANAGER_PORT}/healthz",
+            "kube-scheduler": f"https://{a}:{SCHEDULER_PORT}/healthz",
+            "cert-manager": f"http://{a}:{CERT_MANAGER_METRICS_PORT}/metrics",
+        }[process.name]
+
+    def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """One request to the API server as the admin; (status, parsed JSON answer)."""
+        request = urllib.request.Request(
+            self.server + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self._context()) as answer:
+                return int(answer.status), json.loads(answer.read() or b"null")
+        except urllib.error.HTTPError as err:
+            return int(err.code), json.loads(err.read() or b"null")
+
+    def _install_crds(self, deadline: float) -> None:
+        """cert-manager's CRDs of its own release, each Established before the controller starts.
+        Its deploy/crds files are Helm templates: the lines with template actions are labels."""
+        crds_dir = self.binaries.cert_manager_crds
+        assert crds_dir is not None
+        files = sorted(crds_dir.glob("crd-*.yaml"))
+        if not files:
+            raise ControlPlaneError(
+                f"no cert-manager CRDs in {crds_dir} (build them again: bash ci/install-tools.sh)"
+            )
+        names = []
+        for path in files:
+            text = "\n".join(line for line in path.read_text().splitlines() if "{{" not in line)
+            for crd in (doc for doc in yaml.safe_load_all(text) if doc):
+                crd["metadata"].pop("labels", None)
+                status, answer = self.api("POST", CRD_PATH, crd)
+                if status not in (201, 409):
+                    raise ControlPlaneError(
+                        f"installing CRD {crd['metadata']['name']}: HTTP {status} {answer}"
+                    )
+                names.append(crd["metadata"]["name"])
+        for name in names:
+            while True:
+                _, crd = self.api("GET", f"{CRD_PATH}/{name}")
+                conditions = (crd or {}).get("status", {}).get("conditions", [])
+                if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
+                    break
+                if time.monotonic() > deadline:
+                    raise ControlPlaneError(f"CRD {name} was not Established in time")
+                time.sleep(0.1)
 
     def _context(self) -> ssl.SSLContext:
         pki = self.pki
@@ -397,7 +470,7 @@ class ControlPlane:
 
     def _wait_healthy(self, process: Process, deadline: float) -> None:
         url = self._health_url(process)
-        assert url is not None and process.popen is not None
+        assert process.popen is not None
         context = self._context() if url.startswith("https") else None
         last = "no answer yet"
         while time.monotonic() < deadline:

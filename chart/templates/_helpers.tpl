@@ -52,6 +52,12 @@ from it, so it never depends on anything but the release name and the overrides.
 {{- printf "%s-client" (include "etcd.fullname" .) -}}
 {{- end -}}
 
+{{/* "true" when the NetworkPolicy limits the client port: asked for, or implied by a selector. */}}
+{{- define "etcd.restrictClient" -}}
+{{- $c := .Values.networkPolicy.client -}}
+{{- if or $c.restrict $c.podSelectors $c.namespaceSelectors $c.ipBlocks }}true{{ end -}}
+{{- end -}}
+
 {{- define "etcd.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "etcd.fullname" .) .Values.serviceAccount.name -}}

@@ -165,7 +165,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _pod_arguments(etcdctl)
     etcdctl.add_argument("-c", "--container", help="container whose environment and mounts to use")
     _state_argument(etcdctl)
-    etcdctl.add_argument("args", nargs="*", help="etcdctl arguments, after --")
+    etcdctl.add_argument(
+        "args",
+        nargs="*",
+        help="etcdctl arguments (after `--` when they clash with the options above)",
+    )
     down = actions.add_parser("down", help="stop every process; keep volumes unless --purge")
     down.add_argument(
         "--purge", action="store_true", help="also delete the state dir with its volumes"

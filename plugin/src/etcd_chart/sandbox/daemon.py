@@ -174,6 +174,7 @@ class Daemon:
         self.pods: dict[str, Pod] = {}
         self.workloads: dict[tuple[str, str, str], Workload] = {}
         self.hook_jobs: dict[tuple[str, str, str], JobController] = {}
+        self.stopped_pods: set[str] = set()  # NS/POD kept down by `stop` until `start`
         self.release: dict[str, Any] = read_json(self.state.release, {}) or {}
         self.cluster_domain = str(self.release.get("cluster_domain") or "cluster.local")
         self.mount_lock = threading.Lock()
@@ -930,8 +931,10 @@ class Daemon:
                     continue
                 if workload.paused:
                     return f"pod {name!r} is stopped (stop-all); `start-all` brings every pod back"
-                if int(ordinal) in workload.held:
+                if f"{workload.namespace}/{name}" in self.stopped_pods:
                     return f"pod {name!r} is stopped; `start {name}` brings it back"
+                if int(ordinal) in workload.held:
+                    return f"pod {name!r} is being replaced (restart or lose-volume); try again"
                 if int(ordinal) < workload.replicas:
                     return f"pod {name!r} is not running yet: its StatefulSet is creating it"
             running = sorted(p.name for p in self.pods.values())
@@ -1017,6 +1020,7 @@ class Daemon:
             pod = sts.by_ordinal.get(ordinal)
             if pod is not None:
                 pod.delete()
+            self.stopped_pods.add(f"{sts.namespace}/{name}")
         self.changed()
         if pod is not None and not pod.wait_gone(GRACE_CAP + 10):
             raise SandboxError(f"pod {pod.key} did not stop", 2)
@@ -1026,6 +1030,7 @@ class Daemon:
         sts, ordinal = self._member_slot(name, namespace)
         with self.lock:
             sts.held.discard(ordinal)
+            self.stopped_pods.discard(f"{sts.namespace}/{name}")
         self.event(f"pod {sts.namespace}/{name}: released")
         self.changed()
 

@@ -62,6 +62,31 @@ def test_secure_values_without_their_secrets_fail_at_once_naming_every_one(
     no_strays(state, None)
 
 
+def test_a_failed_up_in_a_kept_state_dir_keeps_its_volumes_and_adds_nothing(
+    tmp_path: Path, chart_dir: Path, sandbox_cli: CLI, no_strays: NoStrays
+) -> None:
+    state = tmp_path / "state"
+    first = sandbox_cli("up", str(chart_dir), "--set", "replicas=1", "--state-dir", str(state))
+    assert first.returncode == 0, first.stderr
+    down = sandbox_cli("down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stderr
+    kept = sorted(str(p.relative_to(state)) for p in state.rglob("*"))
+    assert "volumes/default/data-etcd-0" in kept
+    failed = sandbox_cli(
+        "up", str(chart_dir), "-f", str(chart_dir / "ci" / "secure-values.yaml"),
+        "--state-dir", str(state),
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    assert "3 Secrets the pods need do not exist" in failed.stderr
+    left = {str(p.relative_to(state)) for p in state.rglob("*")}
+    assert "volumes/default/data-etcd-0" in left
+    assert not {name.split("/")[0] for name in left} - {name.split("/")[0] for name in kept}
+    no_strays(state, None)
+    purged = sandbox_cli("down", "--purge", "--state-dir", str(state))
+    assert purged.returncode == 0, purged.stderr
+    assert not state.exists()
+
+
 def test_the_printed_kubectl_lines_make_a_file_objects_accepts(tmp_path: Path) -> None:
     """Follow the message: real kubectl, real key files, no cluster."""
     kubectl = find_tool("kubectl")

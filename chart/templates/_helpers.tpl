@@ -63,6 +63,12 @@ hook runs; the StatefulSet has shrunk by then if the upgrade went through. */}}
 {{- printf "%s-client" (include "etcd.fullname" .) -}}
 {{- end -}}
 
+{{/* "true" when the NetworkPolicy limits the client port: asked for, or implied by a selector. */}}
+{{- define "etcd.restrictClient" -}}
+{{- $c := .Values.networkPolicy.client -}}
+{{- if or $c.restrict $c.podSelectors $c.namespaceSelectors $c.ipBlocks }}true{{ end -}}
+{{- end -}}
+
 {{- define "etcd.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "etcd.fullname" .) .Values.serviceAccount.name -}}

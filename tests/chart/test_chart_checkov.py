@@ -1,6 +1,7 @@
-"""checkov over the rendered defaults and the secure scenario: nothing fails but the checks that
-ci/checkov-skips.yaml lists, each with its reason. The counts are printed (`pytest -s`) and are
-part of every failure message."""
+"""checkov over the rendered defaults and the secure scenario, run with no skips: at most as many
+failed checks as the Bitnami etcd chart has measured the same way, and every failed check listed
+in ci/checkov-skips.yaml with its reason. The counts (failed without skips, of which explained by
+the skips file) are printed (`pytest -s`) and are part of every failure message."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -31,13 +33,13 @@ def _checkov() -> str:
     return found
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("scenario", ["default", "secure"])
-def test_checkov_passes(helm4: str, scenario: str, tmp_path: Path) -> None:
-    (tmp_path / "rendered.yaml").write_text(
-        render_text(helm4, "-f", scenario_file(scenario), namespace="etcd")
-    )
-    skips = skip_list(scenario)
+# The Bitnami etcd chart 12.0.20, `helm template r CHART -n etcd` with its defaults, checkov
+# 3.3.30, no skips: 7 failed checks (issue 15).
+BITNAMI_FAILED = 7
+
+
+def _run_checkov(rendered: str, workdir: Path) -> dict[str, Any]:
+    (workdir / "rendered.yaml").write_text(rendered)
     environment = {
         **os.environ,
         # Offline: no guideline download, no update check (checkov otherwise calls home).
@@ -48,7 +50,7 @@ def test_checkov_passes(helm4: str, scenario: str, tmp_path: Path) -> None:
         [
             _checkov(),
             "-d",
-            str(tmp_path),
+            str(workdir),
             "--framework",
             "kubernetes",
             "--quiet",
@@ -56,27 +58,48 @@ def test_checkov_passes(helm4: str, scenario: str, tmp_path: Path) -> None:
             "-o",
             "json",
             "--skip-download",
-            "--skip-check",
-            ",".join(skips),
         ],
         capture_output=True,
         text=True,
         check=False,
         env=environment,
-        cwd=tmp_path,
+        cwd=workdir,
     )
-    report = json.loads(result.stdout)
+    assert result.stdout.strip(), (
+        f"checkov printed no report ({result.returncode}):\n{result.stderr}"
+    )
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["default", "secure"])
+def test_checkov_fails_no_more_than_bitnami_and_each_failure_is_explained(
+    helm4: str, scenario: str, tmp_path: Path
+) -> None:
+    # The defaults exactly as measured in the issue: `helm template r CHART -n etcd`.
+    arguments = () if scenario == "default" else ("-f", scenario_file(scenario))
+    report = _run_checkov(render_text(helm4, *arguments, release="r"), tmp_path)
     summary = report["summary"]
+    skips = skip_list(scenario)
     failed = [
-        f"{check['check_id']} {check['check_name']} ({check['resource']})"
+        (check["check_id"], f"{check['check_id']} {check['check_name']} ({check['resource']})")
         for check in report["results"]["failed_checks"]
     ]
+    explained = [text for check_id, text in failed if check_id in skips]
+    unexplained = [text for check_id, text in failed if check_id not in skips]
+    stale = sorted(set(skips) - {check_id for check_id, _ in failed})
     counts = (
-        f"checkov {scenario}: passed {summary['passed']}, failed {summary['failed']}, "
-        f"skipped by ci/checkov-skips.yaml {len(skips)} ({', '.join(skips)})"
+        f"checkov {summary.get('checkov_version', '?')} {scenario}: passed {summary['passed']}, "
+        f"failed without skips {summary['failed']} (Bitnami etcd 12.0.20: {BITNAMI_FAILED}), "
+        f"of which skipped by ci/checkov-skips.yaml {len(explained)} "
+        f"({', '.join(sorted({check_id for check_id, _ in failed if check_id in skips}))}), "
+        f"unexplained {len(unexplained)}"
     )
     print(counts)
-    assert failed == [], f"{counts}\n" + "\n".join(failed)
-    assert result.returncode == 0, f"{counts}\n{result.stderr}"
-    assert summary["passed"] > 150, counts
     assert summary["parsing_errors"] == 0, counts
+    assert summary["passed"] > 150, counts
+    assert summary["failed"] == len(failed), counts
+    assert unexplained == [], f"{counts}\n" + "\n".join(unexplained)
+    assert len(failed) <= BITNAMI_FAILED, f"{counts}\n" + "\n".join(explained)
+    assert stale == [], f"{counts}\nci/checkov-skips.yaml lists checks that pass: {stale}"

@@ -399,8 +399,9 @@ def test_no_auth_token_key_by_default(helm: str) -> None:
 # --- NetworkPolicy ---------------------------------------------------------------------------
 
 
-def test_network_policy_off_by_default(helm: str) -> None:
-    assert not [key for key in render(helm) if key[0] == "NetworkPolicy"]
+def test_network_policy_can_be_turned_off(helm: str) -> None:
+    objects = render(helm, "--set", "networkPolicy.enabled=false")
+    assert not [key for key in objects if key[0] == "NetworkPolicy"]
 
 
 def test_network_policy_ingress(helm: str) -> None:
@@ -439,7 +440,7 @@ def test_network_policy_client_selectors(helm: str) -> None:
         "--set-json",
         'networkPolicy.client.ipBlocks=[{"cidr":"10.1.0.0/16"}]',
     )[("NetworkPolicy", "etcd")]["spec"]
-    assert len(spec["ingress"]) == 2
+    assert len(spec["ingress"]) == 3  # peer, client, metrics (open: no scraper selector)
     assert spec["ingress"][1]["from"][2:] == [
         {"podSelector": {"matchLabels": {"app": "api"}}},
         {"namespaceSelector": {"matchLabels": {"team": "a"}}},
@@ -451,7 +452,7 @@ def test_network_policy_egress(helm: str) -> None:
     spec = render(
         helm,
         "--set",
-        "networkPolicy.enabled=true,networkPolicy.egress.kubernetesApi.cidrs={172.20.0.10/32}",
+        "networkPolicy.egress.restrict=true,networkPolicy.egress.kubernetesApi.cidrs={172.20.0.10/32}",
     )[("NetworkPolicy", "etcd")]["spec"]
     members, dns, api = spec["egress"]
     assert members["to"] == [{"podSelector": {"matchLabels": SELECTOR}}]
@@ -465,14 +466,16 @@ def test_network_policy_egress(helm: str) -> None:
 
 
 def test_network_policy_no_api_egress_without_cluster_record(helm: str) -> None:
-    spec = render(helm, "--set", "networkPolicy.enabled=true,clusterRecord.enabled=false")[
+    spec = render(helm, "--set", "networkPolicy.egress.restrict=true,clusterRecord.enabled=false")[
         ("NetworkPolicy", "etcd")
     ]["spec"]
     assert len(spec["egress"]) == 2
 
 
 def test_network_policy_for_hook_and_webui(helm: str) -> None:
-    objects = render(helm, "-f", scenario_file("webui"), "--set", "networkPolicy.enabled=true")
+    objects = render(
+        helm, "-f", scenario_file("webui"), "--set", "networkPolicy.egress.restrict=true"
+    )
     hook = objects[("NetworkPolicy", "etcd-scale-down")]
     assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-upgrade,pre-rollback"
     assert "ingress" not in hook["spec"]

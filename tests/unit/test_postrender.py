@@ -513,8 +513,8 @@ def test_certificate_names_cover_every_member() -> None:
         "etcd-peer-tls, used by StatefulSet/etcd, does not cover "
         "etcd-3.etcd-headless.db.svc.example.org, etcd-4.etcd-headless.db.svc.example.org "
         "(members up to 5) (add these names (or a wildcard for the headless Service domain); "
-        "annotate the StatefulSet etcd-chart/max-members with the largest member count it may "
-        "grow to)"
+        "set tls.maxMembers to the largest member count it may grow to (the chart writes it into "
+        "the StatefulSet annotation etcd-chart/max-members))"
     ]
 
 

@@ -1,4 +1,5 @@
-"""Locating and running the helm binaries (Helm 3 and Helm 4) that ci/install-tools.sh caches."""
+"""Locating and running helm: `helm4`/`helm3` (the names ci/install-tools.sh caches them under), or
+the `helm` on PATH, whose version is checked."""
 
 from __future__ import annotations
 
@@ -26,20 +27,46 @@ def find_tool(name: str) -> str:
     raise ToolMissing(f"{name} is not installed; run `bash ci/install-tools.sh` to fetch it")
 
 
+INSTALL_SCRIPT = REPO_ROOT / "ci" / "install-tools.sh"
+
+
+def _helm_needed(what: str) -> str:
+    text = f"{what}; install Helm 3 or 4 and put it on PATH as `helm`"
+    if INSTALL_SCRIPT.is_file():
+        text += f" (in this clone, `bash {INSTALL_SCRIPT}` fetches both into {CACHE_BIN})"
+    return text
+
+
 def find_helm(major: int | None = None) -> str:
-    """`helm4`/`helm3` from the cache, or `helm` from PATH when no major version is asked for."""
-    if major is not None:
-        return find_tool(f"helm{major}")
-    for name in ("helm4", "helm3", "helm"):
+    """A helm of version `major` (any of 3 and 4 when None): `helm4`/`helm3` from the cache or
+    PATH, else `helm` from PATH after checking its version."""
+    names = [f"helm{major}"] if major is not None else ["helm4", "helm3"]
+    for name in names:
         try:
             return find_tool(name)
         except ToolMissing:
             continue
-    raise ToolMissing("helm is not installed; run `bash ci/install-tools.sh` to fetch it")
+    found = shutil.which("helm")
+    if found is None:
+        wanted = f"Helm {major}" if major is not None else "helm"
+        raise ToolMissing(_helm_needed(f"{wanted} is not installed"))
+    try:
+        version = helm_major(found)
+    except (OSError, ValueError, subprocess.CalledProcessError) as err:
+        raise ToolMissing(_helm_needed(f"`{found} version` failed ({err})")) from err
+    if version not in (3, 4) or (major is not None and version != major):
+        wanted = f"Helm {major}" if major is not None else "Helm 3 or 4"
+        raise ToolMissing(
+            f"{found} is Helm {version}, not {wanted}; put {wanted} on PATH as `helm`"
+            + (f" or `helm{major}`" if major is not None else "")
+        )
+    return found
 
 
 def helm_major(helm: str) -> int:
-    out = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [helm, "version", "--short"], capture_output=True, text=True, check=True, timeout=30
+    )
     return int(out.stdout.strip().lstrip("v").split(".")[0])
 
 

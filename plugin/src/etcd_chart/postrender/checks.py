@@ -186,6 +186,20 @@ def check_member_count(member: MemberSet, report: Report) -> None:
         )
 
 
+def max_members_fix(member: MemberSet) -> str:
+    """How to raise the member count certificates must cover: the chart's value for the chart's
+    own member set, the annotation for any other."""
+    if member.chart_owned:
+        return (
+            "set tls.maxMembers to the largest member count it may grow to (the chart writes it "
+            f"into the StatefulSet annotation {MAX_MEMBERS_ANNOTATION})"
+        )
+    return (
+        f"annotate the StatefulSet {MAX_MEMBERS_ANNOTATION} with the largest member count it "
+        "may grow to"
+    )
+
+
 def max_members(member: MemberSet, report: Report) -> int:
     raw = member.annotations.get(MAX_MEMBERS_ANNOTATION)
     if raw is None:
@@ -396,9 +410,8 @@ def check_certificates(
                 place(document, "spec.dnsNames"),
                 f"the certificate in Secret {secret}, used by StatefulSet/{member.name}, does not "
                 f"cover {shortened(missing)} (members up to {count})",
-                f"add these names (or a wildcard for the headless Service domain); annotate the "
-                f"StatefulSet {MAX_MEMBERS_ANNOTATION} with the largest member count it may "
-                "grow to",
+                "add these names (or a wildcard for the headless Service domain); "
+                + max_members_fix(member),
             )
 
 

@@ -29,7 +29,7 @@ from cryptography import x509 as cx509
 
 from etcd_chart import x509
 from etcd_chart.postrender import checks
-from etcd_chart.postrender.members import MAX_MEMBERS_ANNOTATION, Lookup, MemberSet
+from etcd_chart.postrender.members import Lookup, MemberSet
 from etcd_chart.postrender.stream import full_body
 from etcd_chart.report import Report
 from etcd_chart.yamlio import Document
@@ -292,8 +292,7 @@ def _check_contents(
             f"cover {checks.shortened(missing)} (members up to {count})",
             f"issue it again for every member, e.g. `{_pki_command(member, count)} --force-renew` "
             "with DIR holding its CA (or name a wildcard for the headless Service domain); "
-            f"annotate the StatefulSet {MAX_MEMBERS_ANNOTATION} with the largest member count it "
-            "may grow to",
+            + checks.max_members_fix(member),
         )
 
 

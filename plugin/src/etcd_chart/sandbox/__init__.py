@@ -7,7 +7,9 @@ machine, for one state directory at a time:
   state dir's `.1` loopback address; it says what it is not), the controllers and the pods, and
   is controlled over a unix socket. `up` renders the chart (`helm template`, then the
   post-renderer with `KUBECONFIG` pointing at the fake API, as Helm would run it), starts the
-  daemon and waits until every pod is Ready; `down` stops every process it started, even when the
+  daemon and waits until every pod is Ready and every etcd member votes (`voters.py`); a
+  Secret or ConfigMap the pods need that nothing would create fails it at once
+  (`references.py`); `down` stops every process it started, even when the
   daemon died (their PIDs are recorded), and keeps the volumes unless `--purge`.
 - Each pod gets an address of its own in a /24 of 127.0.0.0/8 chosen per state dir, and each of
   its containers runs in its own mount namespace (`unshare --mount`), where `launch.py`

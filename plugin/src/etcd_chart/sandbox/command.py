@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,12 +24,15 @@ from etcd_chart.sandbox.binaries import BIN_DIR_ENV
 from etcd_chart.sandbox.client import ControlError
 from etcd_chart.sandbox.launch import launcher_argv
 from etcd_chart.sandbox.render import RenderArgs, RenderError, cluster_domain, post_render, source
+from etcd_chart.sandbox.runtime import tail
 from etcd_chart.sandbox.state import StateDir
 from etcd_chart.yamlio import YamlError, load_stream
 
 
 class _Parser(argparse.ArgumentParser):
-    """Sub-command parser; with `passthrough`, everything after `--` goes to `args` untouched."""
+    """Sub-command parser; with `passthrough`, everything after `--` goes to `args` untouched, and
+    so does everything else the sub-command does not know (`etcdctl etcd-0 member list -w table`
+    works without `--`, whatever comes between)."""
 
     passthrough = False
 
@@ -41,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
             args, rest = list(args[:cut]), list(args[cut + 1 :])
         parsed, unknown = super().parse_known_args(args, namespace)
         if self.passthrough:
-            parsed.args = list(getattr(parsed, "args", None) or []) + rest
+            parsed.args = list(getattr(parsed, "args", None) or []) + unknown + rest
+            unknown = []
         return parsed, unknown
 
 
@@ -70,7 +75,12 @@ def _render_arguments(parser: argparse.ArgumentParser) -> None:
         "--namespace", default="default", help="release namespace (default: default)"
     )
     parser.add_argument(
-        "--helm-version", type=int, choices=(3, 4), default=4, help="helm major version (default 4)"
+        "--helm-version",
+        type=int,
+        choices=(3, 4),
+        default=None,
+        help="helm major version to render with (default: the installed one, Helm 4 first; "
+        "`helm` on PATH is used after checking its version)",
     )
     parser.add_argument(
         "--cluster-domain",
@@ -154,13 +164,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub = actions.add_parser(name, help=text)
         _state_argument(sub)
     etcdctl = actions.add_parser(
-        "etcdctl", help="run etcdctl in a pod's mount namespace with its ETCDCTL_* env"
+        "etcdctl",
+        help="run etcdctl in a pod's mount namespace with its ETCDCTL_* env",
+        allow_abbrev=False,  # `--name`-like etcdctl flags must not match the sandbox's options
     )
     etcdctl.passthrough = True
     _pod_arguments(etcdctl)
     etcdctl.add_argument("-c", "--container", help="container whose environment and mounts to use")
     _state_argument(etcdctl)
-    etcdctl.add_argument("args", nargs="*", help="etcdctl arguments, after --")
+    etcdctl.add_argument(
+        "args",
+        nargs="*",
+        help="etcdctl arguments (after `--` when they clash with the options above)",
+    )
     down = actions.add_parser("down", help="stop every process; keep volumes unless --purge")
     down.add_argument(
         "--purge", action="store_true", help="also delete the state dir with its volumes"
@@ -285,6 +301,7 @@ def _up(state: StateDir, args: argparse.Namespace) -> int:
         client.stop(state)  # a daemon that died, or an `up` whose `down` never ran
     render_args = _render_args(args)
     assert render_args is not None
+    before = set(os.listdir(state.root)) if state.root.is_dir() else None
     try:
         # helm template runs while the daemon starts; the post-renderer needs its fake API.
         daemon = client.spawn_daemon(state, args.namespace, args.subnet)
@@ -295,13 +312,34 @@ def _up(state: StateDir, args: argparse.Namespace) -> int:
         status = _apply(state, args, "install", text)
     except KeyboardInterrupt:
         client.stop(state)
+        _remove_new_files(state, before)
         return _fail("interrupted: stopped everything", 130)
     except (ControlError, RenderError) as err:
+        message = str(err)
+        if str(state.daemon_log) in message:
+            message += "\n" + tail(state.daemon_log, 15)
         client.stop(state)
-        return _fail(f"up failed; stopped everything:\n{err}", err.code)
+        removed = _remove_new_files(state, before)
+        return _fail(f"up failed; stopped everything{removed}:\n{message}", err.code)
     print(_summary(status))
     print(f"status: {state.status}")
     return 0
+
+
+def _remove_new_files(state: StateDir, before: set[str] | None) -> str:
+    """Undo what a failed `up` wrote: the whole state dir if it made it, else only the entries it
+    added (a kept state dir's volumes and cluster record stay). Says what it removed."""
+    if before is None:
+        shutil.rmtree(state.root, ignore_errors=True)
+        return f" and removed {state.root}"
+    added = sorted(set(os.listdir(state.root)) - before) if state.root.is_dir() else []
+    for name in added:
+        path = state.root / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return f" and removed what it added to {state.root}" if added else ""
 
 
 def _upgrade(state: StateDir, args: argparse.Namespace) -> int:
@@ -331,14 +369,18 @@ def _logs(state: StateDir, args: argparse.Namespace) -> int:
         )
     directory = state.logs / namespaces[0] / args.pod
     files = sorted(p.stem for p in directory.glob("*.log"))
+    known = ", ".join(files) or "none has a log yet"
+    if args.container and args.container not in files:
+        return _fail(
+            f"pod {args.pod} has no container {args.container!r} with a log; its containers: "
+            f"{known}",
+            1,
+        )
     name = args.container or (
         "etcd" if "etcd" in files else (files[0] if len(files) == 1 else None)
     )
-    if name is None or name not in files:
-        return _fail(
-            f"pod {args.pod}: choose a container with -c ({', '.join(files) or 'none has a log'})",
-            1,
-        )
+    if name is None:
+        return _fail(f"pod {args.pod}: choose a container with -c ({known})", 1)
     sys.stdout.write((directory / f"{name}.log").read_text(errors="replace"))
     return 0
 
@@ -387,6 +429,16 @@ def run(args: argparse.Namespace) -> int:
         if action == "upgrade":
             return _upgrade(state, args)
         if action == "down":
+            if not state.root.exists():
+                return _fail(
+                    f"{state.root} does not exist: no sandbox to stop (check --state-dir)", 1
+                )
+            if not state.is_sandbox():
+                return _fail(
+                    f"{state.root} is not a sandbox state directory (no daemon.log, network.json "
+                    "or volumes): nothing stopped, nothing removed (check --state-dir)",
+                    1,
+                )
             stopped = client.stop(state, purge=args.purge)
             print(f"stopped {stopped} process(es){'; state dir removed' if args.purge else ''}")
             return 0

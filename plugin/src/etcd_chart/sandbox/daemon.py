@@ -22,6 +22,7 @@ import signal
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -31,7 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from etcd_chart.kubedns import service_names
-from etcd_chart.sandbox import podspec
+from etcd_chart.sandbox import podspec, references, voters
 from etcd_chart.sandbox.controller import (
     DeploymentController,
     JobController,
@@ -42,6 +43,7 @@ from etcd_chart.sandbox.controller import (
     hooks_for,
     install_order_key,
 )
+from etcd_chart.sandbox.launch import launcher_argv
 from etcd_chart.sandbox.network import (
     AddressInUse,
     HostEntry,
@@ -172,6 +174,7 @@ class Daemon:
         self.pods: dict[str, Pod] = {}
         self.workloads: dict[tuple[str, str, str], Workload] = {}
         self.hook_jobs: dict[tuple[str, str, str], JobController] = {}
+        self.stopped_pods: set[str] = set()  # NS/POD kept down by `stop` until `start`
         self.release: dict[str, Any] = read_json(self.state.release, {}) or {}
         self.cluster_domain = str(self.release.get("cluster_domain") or "cluster.local")
         self.mount_lock = threading.Lock()
@@ -694,6 +697,9 @@ class Daemon:
                     "data": {"ca.crt": self.api_info().ca_pem},
                 }
             )
+        absent = references.missing(objects + hooks, self.lookup)
+        if absent:
+            raise SandboxError(references.report(absent), 1)
         event = "install" if action == "install" else "upgrade"
         self._run_hooks(f"pre-{event}", hooks, deadline)
         self._apply_objects(objects)
@@ -799,6 +805,7 @@ class Daemon:
     # --- waiting ---------------------------------------------------------------------------------
 
     def wait_ready(self, timeout: float) -> None:
+        """Every pod Ready, then every etcd member set made of started voters only."""
         deadline = time.monotonic() + max(timeout, 0)
         while not self._all_ready():
             if self.stopping.is_set():
@@ -806,6 +813,63 @@ class Daemon:
             if time.monotonic() > deadline:
                 raise SandboxError(self.not_ready_report(), 2)
             time.sleep(0.05)
+        for sts in self._etcd_statefulsets():
+            self._wait_voters(sts, deadline)
+
+    def _etcd_statefulsets(self) -> list[StatefulSetController]:
+        with self.lock:
+            return [
+                w
+                for w in self.workloads.values()
+                if isinstance(w, StatefulSetController)
+                and not w.deleted
+                and w.replicas > 0
+                and any(
+                    (c := p.main_container()) is not None
+                    and podspec.image_kind(c.spec.image) == "etcd"
+                    for p in w.pods()
+                )
+            ]
+
+    def _wait_voters(self, sts: StatefulSetController, deadline: float) -> None:
+        pods = [f"{sts.name}-{i}" for i in range(sts.replicas)]
+
+        def run(args: list[str]) -> tuple[int, str, str]:
+            return self._etcdctl_in(sts.namespace, pods[0], args)
+
+        while (found := voters.problem(run, pods)) is not None:
+            if self.stopping.is_set():
+                raise SandboxError("interrupted: the sandbox is stopping", 2)
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"StatefulSet {sts.namespace}/{sts.name}: every pod is Ready, but the member "
+                    f"set is not done in time: {found} (see `logs POD -c member-agent`)",
+                    2,
+                )
+            time.sleep(0.5)
+
+    def _etcdctl_in(self, namespace: str, pod: str, args: list[str]) -> tuple[int, str, str]:
+        try:
+            found = self.find_pod(pod, namespace)
+            container = found.main_container()
+            if container is not None and not container.spec.env.get("ETCDCTL_ENDPOINTS"):
+                url = self._client_info(found)["client_url"]
+                args = [f"--endpoints={url}", *args] if url else args
+            spec = self.exec_spec(pod, namespace, None, "etcdctl", args)
+        except SandboxError as err:
+            return 1, "", str(err)
+        handle, spec_file = tempfile.mkstemp(suffix=".json", dir=self.state.root)
+        with os.fdopen(handle, "w") as out:
+            json.dump(spec, out)
+        try:
+            result = subprocess.run(  # noqa: S603
+                launcher_argv(spec_file), capture_output=True, text=True, timeout=15, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return 1, "", "etcdctl did not answer within 15 s"
+        finally:
+            Path(spec_file).unlink(missing_ok=True)
+        return result.returncode, result.stdout, result.stderr
 
     def not_ready_report(self) -> str:
         lines = ["timed out waiting for every pod to be Ready"]
@@ -851,10 +915,32 @@ class Daemon:
                 if p.name == name and (not namespace or p.namespace == namespace)
             ]
         if not matches:
-            raise SandboxError(f"no pod {name!r} in the sandbox", 1)
+            raise SandboxError(self._why_no_pod(name, namespace), 1)
         if len(matches) > 1:
             raise SandboxError(f"pod name {name!r} is in several namespaces; pass --namespace", 1)
         return matches[0]
+
+    def _why_no_pod(self, name: str, namespace: str | None) -> str:
+        """A pod that does not run now: stopped, not created yet, or unknown (naming the pods)."""
+        with self.lock:
+            for workload in self.workloads.values():
+                if not isinstance(workload, StatefulSetController) or workload.deleted:
+                    continue
+                if namespace and workload.namespace != namespace:
+                    continue
+                ordinal = name.removeprefix(f"{workload.name}-")
+                if ordinal == name or not ordinal.isdigit():
+                    continue
+                if workload.paused:
+                    return f"pod {name!r} is stopped (stop-all); `start-all` brings every pod back"
+                if f"{workload.namespace}/{name}" in self.stopped_pods:
+                    return f"pod {name!r} is stopped; `start {name}` brings it back"
+                if int(ordinal) in workload.held:
+                    return f"pod {name!r} is being replaced (restart or lose-volume); try again"
+                if int(ordinal) < workload.replicas:
+                    return f"pod {name!r} is not running yet: its StatefulSet is creating it"
+            running = sorted(p.name for p in self.pods.values())
+        return f"no pod {name!r} in the sandbox; pods: {', '.join(running) or 'none'}"
 
     def _statefulset_of(self, pod: Pod) -> StatefulSetController:
         with self.lock:
@@ -936,6 +1022,7 @@ class Daemon:
             pod = sts.by_ordinal.get(ordinal)
             if pod is not None:
                 pod.delete()
+            self.stopped_pods.add(f"{sts.namespace}/{name}")
         self.changed()
         if pod is not None and not pod.wait_gone(GRACE_CAP + 10):
             raise SandboxError(f"pod {pod.key} did not stop", 2)
@@ -945,6 +1032,7 @@ class Daemon:
         sts, ordinal = self._member_slot(name, namespace)
         with self.lock:
             sts.held.discard(ordinal)
+            self.stopped_pods.discard(f"{sts.namespace}/{name}")
         self.event(f"pod {sts.namespace}/{name}: released")
         self.changed()
 
@@ -997,8 +1085,14 @@ class Daemon:
     ) -> dict[str, Any]:
         pod = self.find_pod(name, namespace)
         container = pod.containers.get(container_name) if container_name else pod.main_container()
+        if container is None and container_name:
+            raise SandboxError(
+                f"pod {pod.key} has no container {container_name!r}; its containers: "
+                + ", ".join(sorted(pod.containers)),
+                1,
+            )
         if container is None:
-            raise SandboxError(f"pod {pod.key}: no container {container_name or '(etcd)'} (yet)", 1)
+            raise SandboxError(f"pod {pod.key}: no main container (yet)", 1)
         # etcdctl of the pod's etcd version, also when the environment is another container's.
         etcd_image = container.spec.image
         if podspec.image_kind(etcd_image) != "etcd":

@@ -8,6 +8,7 @@ StatefulSet and the cluster record exactly as it would see a real cluster.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ class RenderArgs:
     values: list[str] = field(default_factory=list)
     set: list[str] = field(default_factory=list)
     set_string: list[str] = field(default_factory=list)
-    helm_version: int = 4
+    helm_version: int | None = None
     cluster_domain: str | None = None
 
     def helm_args(self) -> list[str]:
@@ -100,8 +101,21 @@ def helm_template(args: RenderArgs) -> str:
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     if result.returncode != 0:
-        raise RenderError(f"helm template failed:\n{result.stderr.strip()}", 1)
+        raise RenderError(f"helm template failed:\n{_helm_message(result.stderr, command)}", 1)
     return result.stdout
+
+
+def _helm_message(stderr: str, command: list[str]) -> str:
+    """Helm's message, with its advice to pass `--debug` (a helm flag the sandbox does not take)
+    turned into the helm command to run."""
+    lines = []
+    for line in stderr.strip().splitlines():
+        if line.startswith("Use --debug flag"):
+            shown = " ".join(shlex.quote(part) for part in [*command, "--debug"])
+            lines.append(f"(to see the invalid YAML, run helm yourself: {shown})")
+        else:
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def post_render(text: str, kubeconfig: Path) -> str:

@@ -232,6 +232,11 @@ class Pod:
             container = (
                 self.containers.get(container_name) if container_name else self.main_container()
             )
+            if container_name and container is None:
+                raise LookupError(
+                    f"pod {self.key} has no container {container_name!r}; its containers: "
+                    + ", ".join(sorted(self.containers))
+                )
             if container is None or not container.running or container.proc is None:
                 raise LookupError(
                     f"pod {self.key}: container {container_name or '(main)'} is not running"

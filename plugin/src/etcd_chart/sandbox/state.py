@@ -89,6 +89,11 @@ class StateDir:
             return self.root / files[name]
         raise AttributeError(name)
 
+    def is_sandbox(self) -> bool:
+        """Whether the directory holds a sandbox's state (a daemon ever ran here)."""
+        marks = ("daemon.log", "network.json", "processes.json", "kubeconfig", "api", "volumes")
+        return self.root.is_dir() and any((self.root / mark).exists() for mark in marks)
+
     @property
     def api_state(self) -> Path:
         return self.root / "api" / "objects.json"

@@ -138,6 +138,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         sub = actions.add_parser(name, help=text)
         _pod_arguments(sub)
+        if name == "lose-volume":
+            sub.add_argument(
+                "--claim",
+                action="append",
+                metavar="TEMPLATE",
+                help="lose only this claim template's claim, e.g. wal (repeatable; default all)",
+            )
         _state_argument(sub)
     for name, text in (
         ("stop-all", "stop every pod (a full outage)"),
@@ -408,6 +415,8 @@ def run(args: argparse.Namespace) -> int:
         payload: dict[str, Any] = {"op": ops[action]}
         if action in ("restart", "lose-volume", "stop", "start"):
             payload.update({"pod": args.pod, "namespace": args.namespace})
+        if action == "lose-volume" and args.claim:
+            payload["claims"] = args.claim
         answer = client.request(state, payload)
         if action == "lose-volume":
             print(

@@ -1,4 +1,9 @@
-"""Issue 14, item 1 end to end: a lost WAL claim in a full outage, under the write ledger.
+"""Issue 14, items 1 and 2 end to end, under the write ledger.
+
+Item 2: scale 3 -> 4 where etcd-3's first etcd start failed before its WAL existed (leaving
+member/snap/db); its recreated pod joins with `existing` on its unstarted learner entry.
+
+Item 1: a lost WAL claim in a full outage.
 
 With `persistence.wal.enabled` (chart/ci/separate-wal-values.yaml), etcd-1 lags while writes are
 acknowledged by etcd-0 and etcd-2; then a full outage in which etcd-0 loses only its WAL claim.
@@ -10,6 +15,7 @@ missing, and every member only ever reports the original cluster ID.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +29,7 @@ from membership import (
     client_tls,
     cluster_id,
     endpoints,
+    members,
     pod_names,
     statefulset_pods,
     wait_converged,
@@ -148,3 +155,99 @@ def test_a_lost_wal_claim_in_a_full_outage_loses_no_acknowledged_write(
     for endpoint in endpoints(sb.status(), pod_names(3)):
         assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
         assert recovery.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
+
+
+def failed_first_start(etcd_bin: str, data_dir: Path) -> None:
+    """A real etcd first start as a joining member that fails before its WAL exists: its peers
+    do not answer. It leaves member/snap/db behind, as in the pod."""
+    peer = "http://127.0.0.1:1"  # nothing listens there
+    result = subprocess.run(
+        [
+            etcd_bin,
+            "--name=etcd-3",
+            f"--data-dir={data_dir}",
+            "--listen-peer-urls=http://127.0.0.1:0",
+            "--listen-client-urls=http://127.0.0.1:0",
+            "--advertise-client-urls=http://127.0.0.1:2379",
+            "--initial-advertise-peer-urls=http://127.0.0.1:2",
+            "--initial-cluster=etcd-3=http://127.0.0.1:2,etcd-0=" + peer,
+            "--initial-cluster-state=existing",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0, result.stderr
+    assert (data_dir / "member" / "snap" / "db").is_file(), result.stderr
+    assert not any((data_dir / "member" / "wal").glob("*.wal"))
+
+
+def test_a_joining_member_whose_first_start_failed_joins_the_existing_cluster(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, ledgers: list[Ledger], etcd_bin: str
+) -> None:
+    sb = sandbox(str(chart_dir))
+    ids = wait_converged(sb, 3)
+    original = cluster_id(sb, "etcd-0")
+    status = sb.status()
+    ledger = Ledger(endpoints(status, pod_names(3)), tls=client_tls(status))
+    ledgers.append(ledger.start())
+
+    # Scale 3 -> 4. etcd-3 is added as a learner (as its agent does), and its first etcd start
+    # fails before a WAL exists; then its pod is created again.
+    sb.stop("etcd-3")
+    own = next(m for m in members(sb, "etcd-0") if m["name"] == "etcd-0")
+    peer_url = own["peerURLs"][0].replace("etcd-0.", "etcd-3.", 1)
+    for _ in range(30):  # etcd refuses changes for 5 s after a member (re)connects
+        added = sb.etcdctl(
+            "etcd-0", "member", "add", "etcd-3", "--learner", f"--peer-urls={peer_url}"
+        )
+        if added.returncode == 0 or "unhealthy cluster" not in added.stderr:
+            break
+        time.sleep(1)
+    assert added.returncode == 0, added.stderr
+    (claim,) = sb.state_dir.glob("volumes/*/data-etcd-0")
+    failed_first_start(etcd_bin, claim.parent / "data-etcd-3" / "data")
+    outcome: dict[str, object] = {}
+
+    def upgrade() -> None:
+        # With no post-renderer (a chart-repository install, Argo CD) the template says `new`.
+        outcome["result"] = sb.upgrade(
+            str(chart_dir),
+            "--no-post-renderer",
+            "--set",
+            "replicas=4,allowEvenReplicas=true",
+            check=False,
+            timeout=300,
+        )
+
+    upgrading = threading.Thread(target=upgrade)
+    upgrading.start()
+    try:
+        time.sleep(5)
+        sb.start("etcd-3")
+        now = wait_converged(sb, 4)
+    finally:
+        upgrading.join(timeout=330)
+    result = outcome["result"]
+    assert result.returncode == 0, result.stderr  # type: ignore[attr-defined]
+    ledger.set_endpoints(endpoints(sb.status(), pod_names(4)))
+    WRITE_OUTAGES.append(
+        (
+            "data 2: a joining member's failed first start",
+            ledger.take_outage(),
+            len(ledger.acknowledged),
+        )
+    )
+    prepare = sb.logs("etcd-3", "prepare")
+    assert "data=damaged cluster=reachable(4 members" in prepare, prepare
+    assert "moved data to /var/lib/etcd/data.removed-" in prepare, prepare
+    assert "reusing the unstarted member" in prepare and " state new;" not in prepare, prepare
+    assert {n: now[n] for n in ids} == ids
+    assert cluster_id(sb, "etcd-3") == original
+    before = len(ledger.acknowledged)
+    time.sleep(1)
+    ledger.stop()
+    assert len(ledger.acknowledged) > before, "the writer made no progress on the final cluster"
+    for endpoint in endpoints(sb.status(), pod_names(4)):
+        assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"

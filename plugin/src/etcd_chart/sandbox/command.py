@@ -63,6 +63,12 @@ def _render_arguments(parser: argparse.ArgumentParser) -> None:
         help="Secrets and ConfigMaps that exist before the release, as `kubectl create` would "
         "leave them (repeatable)",
     )
+    parser.add_argument(
+        "--no-post-renderer",
+        action="store_true",
+        help="apply the stream as rendered, as a chart-repository install or Argo CD would "
+        "(default: through the post-renderer, with the sandbox's API as its live cluster)",
+    )
     parser.add_argument("--name", default="etcd", help="release name (default: etcd)")
     parser.add_argument(
         "--namespace", default="default", help="release namespace (default: default)"
@@ -239,7 +245,7 @@ def _apply(
         )
     if text is None:
         text = source(render_args)
-    manifest = post_render(text, state.kubeconfig)
+    manifest = text if args.no_post_renderer else post_render(text, state.kubeconfig)
     answer = client.request(
         state,
         {

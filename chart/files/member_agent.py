@@ -6,7 +6,8 @@ Commands (docs/architecture.md, "The member pod" and "Scale-down hook"):
   prepare                   init container: decide how this member starts (DESIGN.md part 3,
                             cases 1-4) and write the etcd configuration file
   watch [--once]            sidecar: promote this member while it is a learner, write the cluster
-                            record once the cluster has formed, apply auth.json, then stay idle
+                            record once the cluster has formed (again whenever it is deleted),
+                            apply auth.json, then check the record every --interval
   scale-down --replicas N   pre-upgrade/pre-rollback hook: remove the members whose ordinal is
                             >= N, highest first, one at a time, only while the cluster is healthy
 

@@ -6,9 +6,10 @@ Commands (docs/architecture.md, "The member pod" and "Scale-down hook"):
   prepare                   init container: decide how this member starts (DESIGN.md part 3,
                             cases 1-4) and write the etcd configuration file
   watch [--once]            sidecar: promote this member while it is a learner, write the cluster
-                            record once the cluster has formed, apply auth.json, then stay idle;
-                            with --rejoin-after, delete this pod when its member was removed
-                            while the StatefulSet still wants it (prepare then joins again)
+                            record once the cluster has formed (again whenever it is deleted),
+                            apply auth.json, then check the record every --interval; with
+                            --rejoin-after, delete this pod when its member was removed while the
+                            StatefulSet still wants it (prepare then joins again)
   scale-down --replicas N   pre-upgrade/pre-rollback hook: remove the members whose ordinal is
                             >= N, highest first, one at a time, only while the cluster is healthy;
                             with no member answering, refuse only a real scale-down (the live
@@ -61,6 +62,7 @@ FALLBACK_ORDINALS = 8
 DEFAULT_LEARNER_WAIT = 300.0
 
 START, JOIN, BOOTSTRAP, WAIT = "start", "join", "bootstrap", "wait"
+DATA_PRESENT, DATA_ABSENT, DATA_DAMAGED = "present", "absent", "damaged"
 RECORD_PRESENT, RECORD_ABSENT = "present", "absent"
 RECORD_UNKNOWN, RECORD_DISABLED, RECORD_UNCHECKED = "unknown", "disabled", "unchecked"
 
@@ -305,6 +307,10 @@ class StartFacts:
     template_state: str
     record: str = RECORD_UNCHECKED
     record_name: str = ""
+    # A snapshot or db without a WAL (member_data_state): never started on, never counted as data.
+    damaged_data: bool = False
+    # The cluster ID (hex) the cluster record names, when it was read and names one.
+    record_cluster_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,12 +335,21 @@ def in_flight(cluster: ClusterView, own: Member | None) -> list[Member]:
 
 def decide_start(facts: StartFacts) -> Decision:
     """DESIGN.md part 3: how this member starts. Pure; the caller carries the decision out."""
-    data = "present" if facts.has_data else "absent"
+    data = DATA_DAMAGED if facts.damaged_data else DATA_PRESENT if facts.has_data else DATA_ABSENT
     cluster = facts.cluster
     if cluster is None:
         seen = f"data={data} cluster=unreachable"
         if facts.has_data:
             return Decision(START, seen)
+        if facts.damaged_data:
+            return Decision(
+                WAIT,
+                seen,
+                "the data directory holds a snapshot or db but no WAL (*.wal), so etcd would"
+                " start a fresh raft log on it and forget what this member acknowledged; waiting"
+                " for the cluster to answer, then the data is moved aside and this member"
+                " removed and added again",
+            )
         seen += f" record={facts.record}"
         if facts.name not in facts.bootstrap_names:
             return Decision(
@@ -369,10 +384,20 @@ def decide_start(facts: StartFacts) -> Decision:
 
     own = cluster.find(facts.peer_urls)
     seen = f"data={data} cluster={cluster.describe()} listed={'yes' if own else 'no'}"
+    live_id = hex_id(cluster.cluster_id)
+    if facts.record_cluster_id and cluster.cluster_id and live_id != facts.record_cluster_id:
+        return Decision(
+            WAIT,
+            seen,
+            f"the reachable cluster {live_id} is not cluster {facts.record_cluster_id} of the"
+            f" cluster record {facts.record_name}: two clusters under one name; not starting."
+            " Find out which cluster holds the data; if the cluster was restored from a snapshot"
+            f" on purpose, delete ConfigMap {facts.record_name} and the agents record the new one",
+        )
     if facts.has_data and own is not None:
         return Decision(START, seen)
     if own is not None and not own.started:
-        return Decision(JOIN, seen, reuse_id=own.id)
+        return Decision(JOIN, seen, move_data_aside=facts.damaged_data, reuse_id=own.id)
     busy = in_flight(cluster, own)
     if busy:
         names = ", ".join(
@@ -383,7 +408,7 @@ def decide_start(facts: StartFacts) -> Decision:
     return Decision(
         JOIN,
         seen,
-        move_data_aside=facts.has_data,
+        move_data_aside=facts.has_data or facts.damaged_data,
         remove_id=own.id if own is not None else "",
         add_learner=True,
     )
@@ -430,11 +455,27 @@ def remaining_voters(
 # Data directory
 
 
-def member_data_present(data_dir: str, wal_dir: str = "") -> bool:
+def _holds_files(path: str) -> bool:
+    return any(files for _, _, files in os.walk(path))
+
+
+def member_data_state(data_dir: str, wal_dir: str = "") -> str:
+    """present: a WAL (`*.wal` in the WAL directory, etcd's own test) beside its db.
+    damaged: files without that pair. A snapshot or db without a WAL is what a lost WAL claim or a
+    first start that failed early leaves; etcd would start a fresh raft log on it under the old
+    member ID, and a WAL without the db (a lost data claim) has nothing to replay onto.
+    absent: no file at all (empty directories and lost+found do not count)."""
     member = os.path.join(data_dir, "member")
-    if os.path.isdir(os.path.join(member, "snap")) or os.path.isdir(os.path.join(member, "wal")):
-        return True
-    return bool(wal_dir) and os.path.isdir(wal_dir) and bool(os.listdir(wal_dir))
+    wal = wal_dir or os.path.join(member, "wal")
+    try:
+        has_wal = any(name.endswith(".wal") for name in os.listdir(wal))
+    except OSError:
+        has_wal = False
+    if has_wal and os.path.isfile(os.path.join(member, "snap", "db")):
+        return DATA_PRESENT
+    if has_wal or _holds_files(member) or (wal_dir and _holds_files(wal_dir)):
+        return DATA_DAMAGED
+    return DATA_ABSENT
 
 
 def _aside_name(path: str, stamp: str) -> str:
@@ -967,7 +1008,8 @@ def carry_out(
 ) -> tuple[dict[str, Any], str]:
     """Do what the decision says; return the config to write and what was done."""
     if decision.action == START:
-        return config, "starting on the existing data"
+        # etcd ignores the state on a WAL, but `new` is never written over existing data.
+        return {**config, "initial-cluster-state": "existing"}, "starting on the existing data"
     if decision.action == BOOTSTRAP:
         config = {**config, "initial-cluster-state": "new"}
         return config, (
@@ -1096,9 +1138,9 @@ def run_prepare(
     learners = LearnerWait(learner_wait)
     updated: list[str] = []
     while True:
-        has_data = member_data_present(str(config["data-dir"]), str(config.get("wal-dir") or ""))
+        data = member_data_state(str(config["data-dir"]), str(config.get("wal-dir") or ""))
         cluster, errors = cluster_view(client, endpoints)
-        moved = peer_url_moved(cluster, name, peer_urls) if has_data else None
+        moved = peer_url_moved(cluster, name, peer_urls) if data == DATA_PRESENT else None
         if cluster is not None and moved is not None:
             try:
                 updated.append(update_peer_url(client, cluster, moved, peer_urls))
@@ -1112,17 +1154,20 @@ def run_prepare(
                 continue
             cluster, errors = cluster_view(client, endpoints)
         record, detail = RECORD_UNCHECKED, ""
-        if cluster is None and not has_data:
-            record, _, detail = read_record(kube, settings.namespace, settings.record)
+        record_data: dict[str, str] = {}
+        if cluster is not None or data != DATA_PRESENT:
+            record, record_data, detail = read_record(kube, settings.namespace, settings.record)
         facts = StartFacts(
             name=name,
             peer_urls=peer_urls,
-            has_data=has_data,
+            has_data=data == DATA_PRESENT,
             cluster=cluster,
             bootstrap_names=tuple(member_name for member_name, _ in bootstrap),
             template_state=str(config.get("initial-cluster-state", "new")),
             record=record,
             record_name=f"{settings.namespace}/{settings.record}",
+            damaged_data=data == DATA_DAMAGED,
+            record_cluster_id=record_data.get("clusterID", ""),
         )
         decision = decide_start(facts)
         if decision.action == WAIT:
@@ -1312,6 +1357,7 @@ def apply_auth(client: EtcdClient, endpoint: str, spec: AuthSpec, root_password_
 class WatchState:
     voter: bool = False
     record: bool = False
+    record_said: str = ""
     auth: bool = False
     absent_since: float | None = None
     pod_deleted: bool = False
@@ -1472,10 +1518,14 @@ def watch_step(
     if not state.voter:
         state.voter = True
         log(f"{seen} member=voter {hex_id(me.id)} -> nothing to promote")
-    if not state.record:
-        if settings.record:
-            log(f"{seen} member=voter -> {ensure_record(kube, settings, cluster, token)}")
-        state.record = True
+    if settings.record:
+        # Every pass, not once: a deleted record is written again, the member list kept current.
+        did = ensure_record(kube, settings, cluster, token)
+        quiet = did.endswith(" is current") or did.startswith("WARNING")
+        if not state.record or not quiet or did != state.record_said:
+            log(f"{seen} member=voter -> {did}")
+        state.record_said = did
+    state.record = True
     if spec is not None and not state.auth:
         try:
             done = apply_auth(client, cluster.endpoint, spec, settings.root_password_file)

@@ -533,6 +533,9 @@ value and the fix.
 {{- if lt (int64 $v.config.electionTimeout) (mul 5 (int64 $v.config.heartbeatInterval)) -}}
 {{- $errors = append $errors (printf "config.electionTimeout: %d ms is below 5 x config.heartbeatInterval (%d ms), which etcd refuses. Raise config.electionTimeout to at least %d." (int64 $v.config.electionTimeout) (int64 $v.config.heartbeatInterval) (mul 5 (int64 $v.config.heartbeatInterval))) -}}
 {{- end -}}
+{{- if and (not $v.clusterRecord.enabled) (gt $replicas 1) (not $v.initialClusterState) -}}
+{{- $errors = append $errors (printf "clusterRecord.enabled: false with %d replicas needs initialClusterState. Without the record nothing remembers that the cluster was created, so members could bootstrap a second cluster beside it. Set initialClusterState=new for the first install and existing for every later upgrade, or keep clusterRecord.enabled=true." $replicas) -}}
+{{- end -}}
 {{- if and $v.persistence.wal.enabled (not $v.persistence.enabled) -}}
 {{- $errors = append $errors "persistence.wal.enabled: a separate WAL volume needs persistence.enabled=true. Turn persistence on, or turn the WAL volume off." -}}
 {{- end -}}

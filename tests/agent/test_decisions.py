@@ -435,21 +435,24 @@ def test_missing_template(agent: ModuleType, tmp_path: Path) -> None:
 
 
 def test_member_data_detection(agent: ModuleType, tmp_path: Path) -> None:
+    """Data is a WAL (*.wal) beside its db, as etcd decides; a snapshot alone is not data.
+    More cases in test_data_decisions.py."""
     data, wal = tmp_path / "data", tmp_path / "wal"
-    assert not agent.member_data_present(str(data), str(wal))
+    assert agent.member_data_state(str(data), str(wal)) == "absent"
     data.mkdir()
     (data / "lost+found").mkdir()
-    assert not agent.member_data_present(str(data))
+    assert agent.member_data_state(str(data)) == "absent"
     (data / "member" / "snap").mkdir(parents=True)
-    assert agent.member_data_present(str(data))
-    (data / "member" / "snap").rmdir()
+    assert agent.member_data_state(str(data)) == "absent"
+    (data / "member" / "snap" / "db").write_text("")
+    assert agent.member_data_state(str(data)) == "damaged"
     (data / "member" / "wal").mkdir()
-    assert agent.member_data_present(str(data))
-    (data / "member" / "wal").rmdir()
+    (data / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("")
+    assert agent.member_data_state(str(data)) == "present"
     wal.mkdir()
-    assert not agent.member_data_present(str(data), str(wal))
+    assert agent.member_data_state(str(data), str(wal)) == "damaged"
     (wal / "0000000000000000-0000000000000000.wal").write_text("")
-    assert agent.member_data_present(str(data), str(wal))
+    assert agent.member_data_state(str(data), str(wal)) == "present"
 
 
 def test_move_data_aside_keeps_everything_beside_itself(agent: ModuleType, tmp_path: Path) -> None:

@@ -466,9 +466,11 @@ def test_network_policy_egress(helm: str) -> None:
 
 
 def test_network_policy_no_api_egress_without_cluster_record(helm: str) -> None:
-    spec = render(helm, "--set", "networkPolicy.egress.restrict=true,clusterRecord.enabled=false")[
-        ("NetworkPolicy", "etcd")
-    ]["spec"]
+    spec = render(
+        helm,
+        "--set",
+        "networkPolicy.egress.restrict=true,clusterRecord.enabled=false,initialClusterState=new",
+    )[("NetworkPolicy", "etcd")]["spec"]
     assert len(spec["egress"]) == 2
 
 

@@ -419,7 +419,7 @@ def test_role_is_limited_to_the_cluster_record(helm: str) -> None:
 
 
 def test_cluster_record_off_removes_api_access(helm: str) -> None:
-    objects = render(helm, "--set", "clusterRecord.enabled=false")
+    objects = render(helm, "--set", "clusterRecord.enabled=false,initialClusterState=new")
     assert ("Role", "etcd") not in objects and ("RoleBinding", "etcd") not in objects
     spec = pod_spec(objects)
     assert "kube-api-access" not in volumes(spec)
@@ -833,7 +833,7 @@ def test_scale_down_hook_with_tls_mounts_the_agent_cert_optionally(helm: str) ->
 
 
 def test_scale_down_hook_without_cluster_record_needs_no_api(helm: str) -> None:
-    objects = render(helm, "--set", "clusterRecord.enabled=false")
+    objects = render(helm, "--set", "clusterRecord.enabled=false,initialClusterState=new")
     assert ("Role", "etcd-scale-down") not in objects
     assert ("RoleBinding", "etcd-scale-down") not in objects
     pod = objects[("Job", "etcd-scale-down")]["spec"]["template"]["spec"]

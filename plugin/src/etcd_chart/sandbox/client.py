@@ -207,8 +207,9 @@ class Sandbox:
     def restart(self, pod: str) -> None:
         self._run("restart", pod, *self._state())
 
-    def lose_volume(self, pod: str) -> None:
-        self._run("lose-volume", pod, *self._state())
+    def lose_volume(self, pod: str, claim: str | None = None) -> None:
+        only = ["--claim", claim] if claim else []
+        self._run("lose-volume", pod, *only, *self._state())
 
     def stop(self, pod: str) -> None:
         self._run("stop", pod, *self._state())

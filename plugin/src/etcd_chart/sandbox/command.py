@@ -70,6 +70,12 @@ def _render_arguments(parser: argparse.ArgumentParser) -> None:
         help="Secrets and ConfigMaps that exist before the release, as `kubectl create` would "
         "leave them (repeatable)",
     )
+    parser.add_argument(
+        "--no-post-renderer",
+        action="store_true",
+        help="apply the stream as rendered, as a chart-repository install or Argo CD would "
+        "(default: through the post-renderer, with the sandbox's API as its live cluster)",
+    )
     parser.add_argument("--name", default="etcd", help="release name (default: etcd)")
     parser.add_argument(
         "--namespace", default="default", help="release namespace (default: default)"
@@ -156,6 +162,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         sub = actions.add_parser(name, help=text)
         _pod_arguments(sub)
+        if name == "lose-volume":
+            sub.add_argument(
+                "--claim",
+                action="append",
+                metavar="TEMPLATE",
+                help="lose only this claim template's claim, e.g. wal (repeatable; default all)",
+            )
         _state_argument(sub)
     for name, text in (
         ("stop-all", "stop every pod (a full outage)"),
@@ -268,7 +281,7 @@ def _apply(
         )
     if text is None:
         text = source(render_args)
-    manifest = post_render(text, state.kubeconfig)
+    manifest = text if args.no_post_renderer else post_render(text, state.kubeconfig)
     answer = client.request(
         state,
         {
@@ -485,6 +498,8 @@ def run(args: argparse.Namespace) -> int:
         payload: dict[str, Any] = {"op": ops[action]}
         if action in ("restart", "lose-volume", "stop", "start"):
             payload.update({"pod": args.pod, "namespace": args.namespace})
+        if action == "lose-volume" and args.claim:
+            payload["claims"] = args.claim
         answer = client.request(state, payload)
         if action == "lose-volume":
             print(

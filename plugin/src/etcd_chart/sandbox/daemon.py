@@ -1036,9 +1036,18 @@ class Daemon:
         self.event(f"pod {sts.namespace}/{name}: released")
         self.changed()
 
-    def lose_volume(self, name: str, namespace: str | None) -> list[str]:
-        """Delete and recreate the pod's claims empty; a stopped pod stays stopped."""
+    def lose_volume(
+        self, name: str, namespace: str | None, only: list[str] | None = None
+    ) -> list[str]:
+        """Delete and recreate the pod's claims empty (those of the claim templates named in
+        `only`, when given); a stopped pod stays stopped."""
         sts, ordinal = self._member_slot(name, namespace)
+        unknown = sorted(set(only or ()) - set(sts.claim_templates))
+        if unknown:
+            known = ", ".join(sts.claim_templates) or "none"
+            raise SandboxError(
+                f"--claim {', '.join(unknown)}: {name} has no such claim template (it has: {known})"
+            )
         with self.lock:
             stopped = sts.paused or (ordinal in sts.held and ordinal not in sts.by_ordinal)
         lost: list[str] = []
@@ -1046,7 +1055,9 @@ class Daemon:
         def wipe(sts: StatefulSetController, ordinal: int) -> None:
             import shutil
 
-            for claim in sts.claims_of(ordinal):
+            for template, claim in zip(sts.claim_templates, sts.claims_of(ordinal), strict=True):
+                if only and template not in only:
+                    continue
                 path = self.state.claim_dir(sts.namespace, claim)
                 shutil.rmtree(path, ignore_errors=True)
                 path.mkdir(parents=True, exist_ok=True)
@@ -1164,7 +1175,8 @@ class Daemon:
                 self.restart(str(request["pod"]), ns)
                 return {}
             if op == "lose_volume":
-                return {"claims": self.lose_volume(str(request["pod"]), ns)}
+                only = [str(c) for c in request.get("claims") or []]
+                return {"claims": self.lose_volume(str(request["pod"]), ns, only)}
             if op == "stop_all":
                 self.stop_all()
                 return {}

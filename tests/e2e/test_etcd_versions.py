@@ -31,7 +31,7 @@ def assert_refused_cleanly(
 ) -> str:
     assert result.returncode == code, result.stderr
     assert result.stdout == ""
-    assert not (state / "daemon.pid").exists()
+    assert not state.exists(), "a failed up left the state dir it created"
     no_strays(state, subnet_of(state))
     return result.stderr
 
@@ -46,7 +46,7 @@ def test_a_tag_without_binaries_is_refused_before_anything_starts(
     stderr = assert_refused_cleanly(result, state, 2, no_strays)
     image = "gcr.io/etcd-development/etcd:v3.4.99"
     assert stderr.startswith(
-        "etcd-chart sandbox: up failed; stopped everything:\n"
+        f"etcd-chart sandbox: up failed; stopped everything and removed {state}:\n"
         f"etcd/templates/statefulset.yaml: {WHERE}: image {image!r} runs etcd 3.4.99, and this "
         "machine has no etcd 3.4.99 "
     ), stderr
@@ -55,9 +55,9 @@ def test_a_tag_without_binaries_is_refused_before_anything_starts(
             stderr
         )
     assert (
-        "Get it with `bash ci/install-tools.sh` (builds the versions the tests use), or pass "
-        "`--bin-dir DIR` (or set ETCD_CHART_BIN_DIR) for a directory holding v3.4.99/etcd, "
-        "v3.4.99/etcdctl and v3.4.99/etcdutl"
+        "Pass `--bin-dir DIR` (or set ETCD_CHART_BIN_DIR) for a directory holding "
+        "v3.4.99/etcd, v3.4.99/etcdctl and v3.4.99/etcdutl, or put etcd 3.4.99 on PATH; in this "
+        "clone, `bash "
     ) in stderr
 
 

@@ -164,7 +164,7 @@ def test_missing_etcd_binary(tmp_path: Path, sandbox_cli: CLI, no_strays: NoStra
         2,
         f"container etcd: image 'quay.io/coreos/etcd:v{version}' runs etcd {version}, and this "
         f"machine has no etcd {version} (looked in {empty}/etcd/v{version}/ and PATH; found no "
-        "etcd at all). Get it with `bash ci/install-tools.sh`",
+        "etcd at all). Pass `--bin-dir DIR`",
         no_strays,
     )
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from etcd_chart.helm import INSTALL_SCRIPT
 from etcd_chart.sandbox import binaries
 from etcd_chart.sandbox.binaries import BIN_DIR_ENV, Tools, UnknownVersion, tag_version
 from etcd_chart.sandbox.podspec import ToolMissing, Unsupported, program_argv
@@ -151,10 +152,26 @@ def test_a_version_without_binaries_is_refused_with_what_was_found(
         f"{where}: image {image!r} runs etcd 3.4.99, and this machine has no etcd 3.4.99 "
         f"(looked in {bin_dir}/v3.4.99/, {cache}/v3.4.99/ and PATH; found "
         f"{releases['3.7']} in {cache}; {releases['3.6']} in {bin_dir}; "
-        f"{releases['3.5']} in {cache}). Get it with `bash ci/install-tools.sh` (builds the "
-        "versions the tests use), or pass `--bin-dir DIR` (or set ETCD_CHART_BIN_DIR) for a "
-        "directory holding v3.4.99/etcd, v3.4.99/etcdctl and v3.4.99/etcdutl"
+        f"{releases['3.5']} in {cache}). Pass `--bin-dir DIR` (or set ETCD_CHART_BIN_DIR) for a "
+        "directory holding v3.4.99/etcd, v3.4.99/etcdctl and v3.4.99/etcdutl, or put etcd "
+        f"3.4.99 on PATH; in this clone, `bash {INSTALL_SCRIPT}` builds the versions the tests use"
     )
+
+
+def test_outside_a_clone_the_message_names_no_install_script(
+    tmp_path: Path, empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pip user has no ci/install-tools.sh: the message must not send them to it."""
+    monkeypatch.setattr(binaries, "INSTALL_SCRIPT", tmp_path / "no-such" / "install-tools.sh")
+    tools = Tools(cache=tmp_path / "cache")
+    with pytest.raises(ToolMissing) as caught:
+        tools.etcd("etcd", "etcd:v3.4.99", "w")
+    message = str(caught.value)
+    assert message.endswith(
+        "Pass `--bin-dir DIR` (or set ETCD_CHART_BIN_DIR) for a directory holding v3.4.99/etcd, "
+        "v3.4.99/etcdctl and v3.4.99/etcdutl, or put etcd 3.4.99 on PATH"
+    )
+    assert "install-tools" not in message
 
 
 def test_a_binary_that_appears_later_is_found(

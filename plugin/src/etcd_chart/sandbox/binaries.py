@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from etcd_chart.helm import CACHE_BIN, ToolMissing
+from etcd_chart.helm import CACHE_BIN, INSTALL_SCRIPT, ToolMissing
 
 BIN_DIR_ENV = "ETCD_CHART_BIN_DIR"
 CACHE_ETCD = CACHE_BIN.parent / "etcd"
@@ -145,8 +145,12 @@ class Tools:
         raise ToolMissing(
             f"{where}: image {image!r} runs etcd {version}, and this machine has no {program} "
             f"{version} (looked in {looked} and PATH; found "
-            f"{'; '.join(have) if have else 'no etcd at all'}). Get it with "
-            f"`bash ci/install-tools.sh` (builds the versions the tests use), or pass "
-            f"`--bin-dir DIR` (or set {BIN_DIR_ENV}) for a directory holding "
-            f"v{version}/etcd, v{version}/etcdctl and v{version}/etcdutl"
+            f"{'; '.join(have) if have else 'no etcd at all'}). Pass `--bin-dir DIR` (or set "
+            f"{BIN_DIR_ENV}) for a directory holding v{version}/etcd, v{version}/etcdctl and "
+            f"v{version}/etcdutl, or put etcd {version} on PATH"
+            + (
+                f"; in this clone, `bash {INSTALL_SCRIPT}` builds the versions the tests use"
+                if INSTALL_SCRIPT.is_file()
+                else ""
+            )
         )

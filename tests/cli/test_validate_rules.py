@@ -81,6 +81,7 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ),
     ("auth.rbac.users/auth.rbac.roles", {"auth": {"rbac": {"users": [USER]}}}),
     ("config.electionTimeout", {"config": {"heartbeatInterval": 200, "electionTimeout": 500}}),
+    ("clusterRecord.enabled", {"clusterRecord": {"enabled": False}}),
     ("persistence.wal.enabled", {"persistence": {"enabled": False, "wal": {"enabled": True}}}),
     ("webui.kind", {"webui": {"kind": "phpmyadmin"}}),
     ("service.nodePorts", {"service": {"type": "ClusterIP", "nodePorts": {"client": 30379}}}),

@@ -110,7 +110,9 @@ def test_without_the_hook_a_removed_members_pod_deletes_itself_after_a_minute(he
 
 
 def test_without_the_kubernetes_api_the_pod_never_deletes_itself(helm: str) -> None:
-    command = watch_command(render(helm, "--set", "clusterRecord.enabled=false,initialClusterState=new"))
+    command = watch_command(
+        render(helm, "--set", "clusterRecord.enabled=false,initialClusterState=new")
+    )
     assert "--rejoin-after" not in command
 
 

@@ -14,6 +14,7 @@ import pytest
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.command import existing_objects
+from etcd_versions import etcd_release
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 NoStrays = Callable[[Path, "str | None"], None]
@@ -130,10 +131,13 @@ def test_upgrade_to_five_is_done_only_when_every_member_votes(
 
 
 def _no_promotion_manifest(helm: str, chart_dir: Path, replicas: int, path: Path) -> str:
-    """The chart with a member-agent sidecar that never promotes: a new member stays a learner."""
+    """The chart with a member-agent sidecar that never promotes: a new member stays a learner.
+
+    On etcd 3.5: its /readyz passes for a learner, so pod readiness alone would call the upgrade
+    done (from 3.7, the default, /readyz also fails for a learner: `non_learner`)."""
     rendered = subprocess.run(
         [helm, "template", "etcd", str(chart_dir), "--set", f"replicas={replicas}"]
-        + ["--set", "allowEvenReplicas=true"],
+        + ["--set", "allowEvenReplicas=true", "--set", f"image.tag=v{etcd_release('3.5')}"],
         capture_output=True,
         text=True,
         check=True,

@@ -33,6 +33,7 @@ from membership import (
     pod_names,
     statefulset_pods,
     wait_converged,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -44,14 +45,6 @@ def ledgers() -> Iterator[list[Ledger]]:
     yield started
     for ledger in started:
         ledger.stop()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 class Watcher:

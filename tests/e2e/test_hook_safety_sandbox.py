@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 from etcd_chart.sandbox.client import Sandbox
 from ledger import Ledger
-from membership import client_tls, endpoints, members, pod_names, statefulset_pods, wait_converged
+from membership import (
+    client_tls,
+    endpoints,
+    members,
+    pod_names,
+    statefulset_pods,
+    wait_converged,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,14 +43,6 @@ def ledger_for() -> Iterator[Callable[[Sandbox, list[str]], Ledger]]:
     yield start
     for ledger in started:
         ledger.stop()
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:

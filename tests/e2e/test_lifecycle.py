@@ -34,6 +34,7 @@ from membership import (
     server_version,
     statefulset_pods,
     wait_converged,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -75,14 +76,6 @@ def assert_nothing_lost(sb: Sandbox, ledger: Ledger, replicas: int) -> None:
 
 def restarts(sb: Sandbox, pod: str) -> int:
     return int(next(p for p in sb.status()["pods"] if p["name"] == pod)["restarts"])
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_1_scale_3_to_5_to_3_to_1_to_3(

@@ -920,24 +920,31 @@ class Daemon:
             raise SandboxError(f"pod name {name!r} is in several namespaces; pass --namespace", 1)
         return matches[0]
 
+    def _slots(self, name: str, namespace: str | None) -> list[tuple[StatefulSetController, int]]:
+        """Every live StatefulSet (in `namespace`, if given) with `name` as one of its pod names,
+        and the ordinal that name has there; call with the lock held."""
+        found = []
+        for workload in self.workloads.values():
+            if not isinstance(workload, StatefulSetController) or workload.deleted:
+                continue
+            if namespace and workload.namespace != namespace:
+                continue
+            ordinal = name.removeprefix(f"{workload.name}-")
+            if ordinal != name and ordinal.isdigit():
+                found.append((workload, int(ordinal)))
+        return found
+
     def _why_no_pod(self, name: str, namespace: str | None) -> str:
         """A pod that does not run now: stopped, not created yet, or unknown (naming the pods)."""
         with self.lock:
-            for workload in self.workloads.values():
-                if not isinstance(workload, StatefulSetController) or workload.deleted:
-                    continue
-                if namespace and workload.namespace != namespace:
-                    continue
-                ordinal = name.removeprefix(f"{workload.name}-")
-                if ordinal == name or not ordinal.isdigit():
-                    continue
+            for workload, ordinal in self._slots(name, namespace):
                 if workload.paused:
                     return f"pod {name!r} is stopped (stop-all); `start-all` brings every pod back"
                 if f"{workload.namespace}/{name}" in self.stopped_pods:
                     return f"pod {name!r} is stopped; `start {name}` brings it back"
-                if int(ordinal) in workload.held:
+                if ordinal in workload.held:
                     return f"pod {name!r} is being replaced (restart or lose-volume); try again"
-                if int(ordinal) < workload.replicas:
+                if ordinal < workload.replicas:
                     return f"pod {name!r} is not running yet: its StatefulSet is creating it"
             running = sorted(p.name for p in self.pods.values())
         return f"no pod {name!r} in the sandbox; pods: {', '.join(running) or 'none'}"
@@ -998,16 +1005,8 @@ class Daemon:
 
     def _member_slot(self, name: str, namespace: str | None) -> tuple[StatefulSetController, int]:
         """The StatefulSet and ordinal a pod name stands for, whether or not the pod runs now."""
-        found = []
         with self.lock:
-            for workload in self.workloads.values():
-                if not isinstance(workload, StatefulSetController) or workload.deleted:
-                    continue
-                if namespace and workload.namespace != namespace:
-                    continue
-                ordinal = name.removeprefix(f"{workload.name}-")
-                if ordinal != name and ordinal.isdigit():
-                    found.append((workload, int(ordinal)))
+            found = self._slots(name, namespace)
         if not found:
             raise SandboxError(f"no StatefulSet in the sandbox has a pod {name!r}", 1)
         if len(found) > 1:

@@ -235,6 +235,23 @@ class Release:
         stdout, stderr = process.communicate(timeout=timeout)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
+    def bootstrap(self, template: Path, replicas: int) -> list[str]:
+        """The first `replicas` pods run `prepare` at once (each must exit 0), then etcd, until
+        every one is healthy; returns each pod's prepare log."""
+        spawned = [
+            self.spawn_agent(pod, "prepare", "--timeout", "60", template=template)
+            for pod in self.pods[:replicas]
+        ]
+        logs = []
+        for process, log in spawned:
+            assert process.wait(timeout=60) == 0, log.read_text()
+            logs.append(log.read_text())
+        for pod in self.pods[:replicas]:
+            self.start_etcd(pod)
+        for pod in self.pods[:replicas]:
+            self.wait_healthy(pod)
+        return logs
+
     def start_etcd(self, pod: Pod) -> None:
         assert pod.etcd is None or pod.etcd.poll() is not None, f"{pod.name} runs already"
         argv = [self.etcd_bin, f"--config-file={pod.output}"]

@@ -50,23 +50,15 @@ def voters(release: Release, via: Pod) -> list[str]:
 
 
 def bootstrap(release: Release, replicas: int) -> Path:
-    """All bootstrap pods run `prepare` at once, then etcd, then `watch --once` on pod 0."""
+    """All bootstrap pods run `prepare` at once, then etcd."""
     template = release.template(replicas)
-    spawned = [
-        release.spawn_agent(pod, "prepare", "--timeout", "60", template=template)
-        for pod in release.pods[:replicas]
-    ]
-    for (process, log), pod in zip(spawned, release.pods, strict=False):
-        assert process.wait(timeout=60) == 0, log.read_text()
-        assert log.read_text() == (
+    logs = release.bootstrap(template, replicas)
+    for log, pod in zip(logs, release.pods, strict=False):
+        assert log == (
             "member-agent prepare: data=absent cluster=unreachable record=absent -> "
             f"bootstrapping a new cluster: initial-cluster {release.initial_cluster(replicas)}"
             f" state new; wrote {pod.output}\n"
         )
-    for pod in release.pods[:replicas]:
-        release.start_etcd(pod)
-    for pod in release.pods[:replicas]:
-        release.wait_healthy(pod)
     return template
 
 

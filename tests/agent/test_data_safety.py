@@ -49,16 +49,8 @@ def template_with_wal_claim(release: Release, replicas: int) -> Path:
 
 
 def bootstrap(release: Release, template: Path, replicas: int) -> None:
-    spawned = [
-        release.spawn_agent(pod, "prepare", "--timeout", "60", template=template)
-        for pod in release.pods[:replicas]
-    ]
-    for process, log in spawned:
-        assert process.wait(timeout=60) == 0, log.read_text()
-    for pod in release.pods[:replicas]:
-        release.start_etcd(pod)
-    for pod in release.pods[:replicas]:
-        release.wait_healthy(pod)
+    """The bootstrap pods prepare and start, and pod 0 writes the cluster record."""
+    release.bootstrap(template, replicas)
     ok(release.agent(release.pods[0], "watch", "--once", template=template))
 
 

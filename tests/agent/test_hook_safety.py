@@ -40,16 +40,7 @@ def ok(result: subprocess.CompletedProcess[str]) -> list[str]:
 def bootstrap(release: Release, replicas: int) -> Path:
     """The bootstrap pods prepare, start, and pod 0 writes the cluster record."""
     template = release.template(replicas)
-    spawned = [
-        release.spawn_agent(pod, "prepare", "--timeout", "60", template=template)
-        for pod in release.pods[:replicas]
-    ]
-    for process, log in spawned:
-        assert process.wait(timeout=60) == 0, log.read_text()
-    for pod in release.pods[:replicas]:
-        release.start_etcd(pod)
-    for pod in release.pods[:replicas]:
-        release.wait_healthy(pod)
+    release.bootstrap(template, replicas)
     ok(release.agent(release.pods[0], "watch", "--once", template=template))
     assert release.api.get_object("v1", "configmaps", NAMESPACE, RECORD) is not None
     return template

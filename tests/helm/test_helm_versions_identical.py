@@ -9,13 +9,13 @@ script must arrive exactly as `chart/files/member_agent.py` is.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helmhome import helm_env
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"
@@ -23,35 +23,6 @@ WRAPPER = REPO / "plugin" / "bin" / "etcd-post-render"
 SCENARIOS = sorted(
     p.name.removesuffix("-values.yaml") for p in (CHART / "ci").glob("*-values.yaml")
 )
-
-
-def _env(home: Path, major: int) -> dict[str, str]:
-    """Each Helm its own directories: a Helm 4 plugin.yaml where Helm 3 looks breaks Helm 3."""
-    base = home / f"helm{major}"
-    return {
-        **os.environ,
-        "HELM_DATA_HOME": str(base / "data"),
-        "HELM_CONFIG_HOME": str(base / "config"),
-        "HELM_CACHE_HOME": str(base / "cache"),
-        "HELM_PLUGINS": str(base / "data" / "plugins"),
-        "KUBECONFIG": os.devnull,
-        "ETCD_CHART_NO_TTY": "1",
-    }
-
-
-@pytest.fixture(scope="module")
-def helm_home(tmp_path_factory: pytest.TempPathFactory, helm4: str) -> Path:
-    home = tmp_path_factory.mktemp("helm-home")
-    result = subprocess.run(
-        [helm4, "plugin", "install", str(REPO / "plugin")],
-        capture_output=True,
-        text=True,
-        env=_env(home, 4),
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return home
 
 
 def _configmap_data(helm: str, home: Path, major: int, scenario: str) -> dict[str, bytes]:
@@ -70,7 +41,7 @@ def _configmap_data(helm: str, home: Path, major: int, scenario: str) -> dict[st
             renderer,
         ],
         capture_output=True,
-        env=_env(home, major),
+        env=helm_env(home, major),
         timeout=180,
         check=False,
     )

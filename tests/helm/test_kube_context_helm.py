@@ -16,17 +16,14 @@ from typing import Any
 import pytest
 import yaml
 from etcd_chart.fakeapi import FakeApiServer
-from test_post_renderer_helm import (  # the Helm homes with the plugin installed
+from helmhome import helm_env
+from test_post_renderer_helm import (
     config,
-    helm_env,
-    helm_home,
     helm_major,
     objects,
     renderer_args,
     run,
 )
-
-__all__ = ["helm_home"]
 
 
 @pytest.fixture
@@ -64,7 +61,7 @@ def two_context_kubeconfig(clusters: dict[str, FakeApiServer], path: Path) -> Pa
 
 def test_helm_install_reads_the_context_named_through_post_renderer_args(
     helm: str,
-    helm_home: Path,  # noqa: F811 - the imported fixture
+    helm_home: Path,
     chart_dir: Path,
     clusters: dict[str, FakeApiServer],
     tmp_path: Path,

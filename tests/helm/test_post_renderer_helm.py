@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 from etcd_chart.fakeapi import FakeApiServer
+from helmhome import helm_env
 
 REPO = Path(__file__).resolve().parents[2]
 WRAPPER = REPO / "plugin" / "bin" / "etcd-post-render"
@@ -34,41 +35,6 @@ NOT_ETCD = (
     "StatefulSet whose container runs etcd with --initial-cluster); run Helm without "
     "--post-renderer otherwise)\n" + HINT
 )
-
-
-def helm_env(home: Path, major: int, **extra: str) -> dict[str, str]:
-    """Each Helm its own directories: a Helm 4 plugin.yaml where Helm 3 looks breaks Helm 3."""
-    base = home / f"helm{major}"
-    env = {
-        **os.environ,
-        "HELM_DATA_HOME": str(base / "data"),
-        "HELM_CONFIG_HOME": str(base / "config"),
-        "HELM_CACHE_HOME": str(base / "cache"),
-        # helm 4.3 installs into $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says.
-        "HELM_PLUGINS": str(base / "data" / "plugins"),
-        "KUBECONFIG": os.devnull,
-        "ETCD_CHART_NO_TTY": "1",
-    }
-    env.update(extra)
-    return env
-
-
-@pytest.fixture(scope="module")
-def helm_home(tmp_path_factory: pytest.TempPathFactory, helm4: str) -> Path:
-    home = tmp_path_factory.mktemp("helm-home")
-    result = subprocess.run(
-        [helm4, "plugin", "install", str(REPO / "plugin")],
-        capture_output=True,
-        text=True,
-        env=helm_env(home, 4),
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    listed = subprocess.run(
-        [helm4, "plugin", "list"], capture_output=True, text=True, env=helm_env(home, 4)
-    )
-    assert "etcd-chart\t0.1.0  \tpostrenderer/v1" in listed.stdout
-    return home
 
 
 def renderer_args(major: int) -> list[str]:

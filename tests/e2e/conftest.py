@@ -9,6 +9,7 @@ command line or by the sandbox's fake API address in its environment).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,9 +18,11 @@ from typing import Any
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
+from etcd_chart.sandbox.command import CONTROL_PLANE_ENV
 from etcd_chart.sandbox.controlplane import ControlPlane, find_binaries
 from etcd_chart.sandbox.network import choose_subnet
-from membership import WRITE_OUTAGES
+from ledger import Ledger
+from membership import WRITE_OUTAGES, Writer, client_tls, endpoints, statefulset_pods
 from strays import assert_no_stray_processes, leftovers, stray_processes, subnet_of
 
 SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
@@ -34,13 +37,16 @@ def run_cli(
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
-    """Factory: `sandbox("chart/", "--set", "replicas=5", name="a")` -> a running Sandbox."""
+def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Sandbox]]:
+    """Factory: `sandbox("chart/", "--set", "replicas=5", name="a")` -> a running Sandbox.
+    A test module with `CONTROL_PLANE = "real"` gets sandboxes on the real control plane."""
     created: list[Sandbox] = []
+    mode = getattr(request.module, "CONTROL_PLANE", "emulated")
 
     def make(
         *render_args: str, name: str = "sandbox", timeout: float = 240, **kwargs: Any
     ) -> Sandbox:
+        kwargs.setdefault("env", {**os.environ, CONTROL_PLANE_ENV: mode})
         handle = Sandbox(tmp_path / name, **kwargs)
         created.append(handle)
         handle.up(*render_args, timeout=timeout)
@@ -96,3 +102,18 @@ def control_plane(
     finally:
         plane.stop()
         assert stray_processes(root, None) == []
+
+
+@pytest.fixture
+def writer(request: pytest.FixtureRequest) -> Iterator[Writer]:
+    started: list[Ledger] = []
+
+    def start(sb: Sandbox) -> Ledger:
+        status = sb.status()
+        ledger = Ledger(endpoints(status, statefulset_pods(sb)), tls=client_tls(status))
+        started.append(ledger.start())
+        return ledger
+
+    yield start
+    for ledger in started:
+        ledger.stop()

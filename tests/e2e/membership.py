@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from etcd_chart.sandbox.client import Sandbox
-from ledger import ClientTLS, Endpoint, endpoint_from_url
+from ledger import ClientTLS, Endpoint, Ledger, endpoint_from_url
 
 # (scenario step, longest write outage in seconds, writes acknowledged so far), printed by
 # conftest.py in the terminal summary.
 WRITE_OUTAGES: list[tuple[str, float, int]] = []
+
+# Starts a background writer on a sandbox's members (the `writer` fixture of conftest.py).
+Writer = Callable[[Sandbox], Ledger]
 
 
 def statefulset_pods(sb: Sandbox, name: str = "etcd") -> list[str]:
@@ -145,3 +148,20 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.2)
+
+
+def settle(sb: Sandbox, ledger: Ledger, replicas: int, step: str) -> dict[str, int]:
+    """Wait for a converged member set, point the writer at it, note the step's outage."""
+    ids = wait_converged(sb, replicas)
+    ledger.set_endpoints(endpoints(sb.status(), pod_names(replicas)))
+    WRITE_OUTAGES.append((step, ledger.take_outage(), len(ledger.acknowledged)))
+    return ids
+
+
+def assert_nothing_lost(sb: Sandbox, ledger: Ledger, replicas: int) -> None:
+    before = len(ledger.acknowledged)
+    time.sleep(1)
+    ledger.stop()
+    assert len(ledger.acknowledged) > before, "the writer made no progress on the final cluster"
+    for endpoint in endpoints(sb.status(), pod_names(replicas)):
+        assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"

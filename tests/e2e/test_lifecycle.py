@@ -1,8 +1,10 @@
 """Membership that takes care of itself: the seven lifecycle scenarios, under a running writer.
 
-Each scenario boots the chart in the sandbox (real etcd, the member agent, the scale-down hook,
-the fake API holding the cluster record), starts a background writer that records every
-acknowledged write, changes or breaks the cluster, and then requires that
+Each scenario installs the chart with real Helm (Helm 4 unless a test names another) into the
+sandbox's real control plane (kube-apiserver, kube-controller-manager, kube-scheduler; the
+sandbox's process kubelet runs the pods with real etcd and the member agent; Helm runs the
+scale-down hook), starts a background writer that records every acknowledged write, changes or
+breaks the cluster through the real objects, and then requires that
 
 - the member list equals the StatefulSet's pods, every member votes and has started, and
   `etcdctl endpoint health --cluster` passes on all of them;
@@ -17,14 +19,16 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
-from ledger import EtcdGateway, Ledger
+from ledger import EtcdGateway
 from membership import (
-    WRITE_OUTAGES,
+    Writer,
+    assert_nothing_lost,
     client_tls,
     cluster_id,
     endpoints,
@@ -32,71 +36,54 @@ from membership import (
     members,
     pod_names,
     server_version,
+    settle,
     statefulset_pods,
     wait_converged,
     wait_for,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-Writer = Callable[[Sandbox], Ledger]
-
-
-@pytest.fixture
-def writer(request: pytest.FixtureRequest) -> Iterator[Writer]:
-    started: list[Ledger] = []
-
-    def start(sb: Sandbox) -> Ledger:
-        status = sb.status()
-        ledger = Ledger(endpoints(status, statefulset_pods(sb)), tls=client_tls(status))
-        started.append(ledger.start())
-        return ledger
-
-    yield start
-    for ledger in started:
-        ledger.stop()
-
-
-def settle(sb: Sandbox, ledger: Ledger, replicas: int, step: str) -> dict[str, int]:
-    """Wait for a converged member set, point the writer at it, note the step's outage."""
-    ids = wait_converged(sb, replicas)
-    ledger.set_endpoints(endpoints(sb.status(), pod_names(replicas)))
-    WRITE_OUTAGES.append((step, ledger.take_outage(), len(ledger.acknowledged)))
-    return ids
-
-
-def assert_nothing_lost(sb: Sandbox, ledger: Ledger, replicas: int) -> None:
-    before = len(ledger.acknowledged)
-    time.sleep(1)
-    ledger.stop()
-    assert len(ledger.acknowledged) > before, "the writer made no progress on the final cluster"
-    for endpoint in endpoints(sb.status(), pod_names(replicas)):
-        assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
+CONTROL_PLANE = "real"
 
 
 def restarts(sb: Sandbox, pod: str) -> int:
     return int(next(p for p in sb.status()["pods"] if p["name"] == pod)["restarts"])
 
 
-def test_1_scale_3_to_5_to_3_to_1_to_3(
-    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer, etcd_version: str
-) -> None:
-    """On each etcd release the tests run (the image tag picks it)."""
-    tag = f"image.tag=v{etcd_version}"
-    sb = sandbox(str(chart_dir), "--set", tag)
+def scale_3_5_3_1_3(sb: Sandbox, chart_dir: Path, writer: Writer, *render: str) -> None:
     first = wait_converged(sb, 3)
-    assert server_version(sb, "etcd-0") == etcd_version
     ledger = writer(sb)
     ids = first
     for before, after in ((3, 5), (5, 3), (3, 1), (1, 3)):
         if after < before:
             ledger.set_endpoints(endpoints(sb.status(), pod_names(after)))
-        sb.upgrade(str(chart_dir), "--set", tag, "--set", f"replicas={after}", timeout=240)
+        sb.upgrade(str(chart_dir), *render, "--set", f"replicas={after}", timeout=240)
         now = settle(sb, ledger, after, f"1: scale {before} -> {after}")
         kept = pod_names(min(before, after))
         assert {n: now[n] for n in kept} == {n: ids[n] for n in kept}, "a kept member changed"
         ids = now
     assert_nothing_lost(sb, ledger, 3)
+
+
+def test_1_scale_3_to_5_to_3_to_1_to_3(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer, etcd_version: str
+) -> None:
+    """On each etcd release the tests run (the image tag picks it)."""
+    tag = ("--set", f"image.tag=v{etcd_version}")
+    sb = sandbox(str(chart_dir), *tag)
+    wait_converged(sb, 3)
+    assert server_version(sb, "etcd-0") == etcd_version
+    scale_3_5_3_1_3(sb, chart_dir, writer, *tag)
+
+
+@pytest.mark.parametrize("helm", ["helm3", "helm3-newest"])
+def test_1_with_helm_3(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer, helm: str
+) -> None:
+    """Helm 3 (3.17, and the newest Helm 3) passes no hooks through the post-renderer."""
+    chosen = ("--helm", find_tool(helm))
+    sb = sandbox(str(chart_dir), *chosen)
+    scale_3_5_3_1_3(sb, chart_dir, writer, *chosen)
 
 
 def test_2_kill_a_follower_then_the_leader(

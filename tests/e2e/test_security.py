@@ -12,6 +12,7 @@ TLS cluster runs on each etcd release the tests run.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 from etcd_chart.sandbox.client import Sandbox
+from etcd_chart.sandbox.command import CONTROL_PLANE_ENV
 from etcd_versions import etcd_program
 from membership import pod_names, server_version, wait_converged
 from strays import assert_no_stray_processes, subnet_of
@@ -65,7 +67,7 @@ def secure(
 ) -> Iterator[Sandbox]:
     """The secure release on each etcd release the tests run (its image tag picks it)."""
     work = tmp_path_factory.mktemp("secure")
-    sb = Sandbox(work / "state")
+    sb = Sandbox(work / "state", env={**os.environ, CONTROL_PLANE_ENV: "real"})
     try:
         sb.up(
             str(chart_dir),

@@ -84,8 +84,15 @@ def has_leftovers(state: StateDir) -> bool:
     return state.daemon_pid.exists() or bool(ProcessRecord(state.processes).entries())
 
 
-def spawn_daemon(state: StateDir, namespace: str, subnet: str | None) -> subprocess.Popen[bytes]:
-    """Start the daemon detached (its own session); `wait_daemon` waits until it answers."""
+def spawn_daemon(
+    state: StateDir,
+    namespace: str,
+    subnet: str | None,
+    module: str = "etcd_chart.sandbox.daemon",
+    extra: list[str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start the daemon (`module`: the emulated one, or the real control plane's) detached, in
+    its own session; `wait_daemon` waits until it answers."""
     state.root.mkdir(parents=True, exist_ok=True)
     error_file = state.root / "daemon.error"
     with contextlib.suppress(FileNotFoundError):
@@ -93,11 +100,12 @@ def spawn_daemon(state: StateDir, namespace: str, subnet: str | None) -> subproc
     command = [
         sys.executable,
         "-m",
-        "etcd_chart.sandbox.daemon",
+        module,
         "--state-dir",
         str(state.root),
         "--namespace",
         namespace,
+        *(extra or []),
     ]
     if subnet:
         command += ["--subnet", subnet]

@@ -16,17 +16,29 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
+from etcd_chart.helm import find_tool
 from etcd_chart.sandbox import client
 from etcd_chart.sandbox.binaries import BIN_DIR_ENV
 from etcd_chart.sandbox.client import ControlError
+from etcd_chart.sandbox.helmrun import run_helm
 from etcd_chart.sandbox.launch import launcher_argv
-from etcd_chart.sandbox.render import RenderArgs, RenderError, cluster_domain, post_render, source
+from etcd_chart.sandbox.render import (
+    RenderArgs,
+    RenderError,
+    cluster_domain,
+    helm_template,
+    post_render,
+    source,
+)
 from etcd_chart.sandbox.runtime import tail
-from etcd_chart.sandbox.state import StateDir
+from etcd_chart.sandbox.state import StateDir, read_json
 from etcd_chart.yamlio import YamlError, load_stream
+
+CONTROL_PLANE_ENV = "ETCD_CHART_SANDBOX_CONTROL_PLANE"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +101,11 @@ def _render_arguments(parser: argparse.ArgumentParser) -> None:
         "`helm` on PATH is used after checking its version)",
     )
     parser.add_argument(
+        "--helm",
+        metavar="PATH",
+        help="this helm binary (Helm 3 or 4) instead of looking one up by --helm-version",
+    )
+    parser.add_argument(
         "--cluster-domain",
         help="cluster domain (default: clusterDomain from the values, else cluster.local)",
     )
@@ -128,6 +145,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _state_argument(up)
     up.add_argument(
         "--subnet", help="use this /24 of 127.0.0.0/8 (e.g. 127.77.1) instead of choosing one"
+    )
+    up.add_argument(
+        "--control-plane",
+        choices=("emulated", "real"),
+        default=os.environ.get(CONTROL_PLANE_ENV, "emulated"),
+        help="real: kube-apiserver, kube-controller-manager, kube-scheduler (and cert-manager "
+        "when the release asks for certificates) built by ci/install-tools.sh, the release "
+        "installed by `helm install`, pods run by the sandbox's process kubelet; emulated: the "
+        f"sandbox's own API and controllers (default; env {CONTROL_PLANE_ENV})",
     )
     upgrade = actions.add_parser(
         "upgrade", help="render again and apply the change (hooks, scale, rolling update)"
@@ -215,6 +241,7 @@ def _render_args(args: argparse.Namespace) -> RenderArgs | None:
         set_string=args.set_string,
         helm_version=args.helm_version,
         cluster_domain=args.cluster_domain,
+        helm=str(Path(args.helm).resolve()) if args.helm else None,
     )
 
 
@@ -299,6 +326,102 @@ def _apply(
     return status
 
 
+def _needs_cert_manager(render_args: RenderArgs) -> bool:
+    if not render_args.chart:
+        return False
+    return "apiVersion: cert-manager.io/" in helm_template(render_args)
+
+
+def _create_objects(state: StateDir, paths: list[str], namespace: str) -> None:
+    """The --objects Secrets and ConfigMaps, created as `kubectl create` would."""
+    if not paths:
+        return
+    for obj in existing_objects(paths):
+        body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+        result = subprocess.run(  # noqa: S603
+            [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "create", "-f", "-"],
+            input=json.dumps(body),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RenderError(f"--objects: {result.stderr.strip()}", 1)
+
+
+def _up_real(state: StateDir, args: argparse.Namespace) -> int:
+    render_args = _render_args(args)
+    if render_args is None or not render_args.chart:
+        return _fail("give a chart directory (the real control plane installs it with helm)", 1)
+    before = set(os.listdir(state.root)) if state.root.is_dir() else None
+    started = time.monotonic()
+    try:
+        bin_dir = _bin_dir(args)
+        extra = ["--cert-manager"] if _needs_cert_manager(render_args) else []
+        if bin_dir:
+            extra += ["--bin-dir", bin_dir]
+        daemon = client.spawn_daemon(
+            state, args.namespace, args.subnet, module="etcd_chart.sandbox.cluster", extra=extra
+        )
+        client.wait_daemon(state, daemon, timeout=300)
+        plane_ready = time.monotonic()
+        client.request(
+            state,
+            {
+                "op": "release",
+                "release": args.name,
+                "namespace": args.namespace,
+                "cluster_domain": cluster_domain(render_args),
+            },
+        )
+        _create_objects(state, args.objects, args.namespace)
+        run_helm(state, "install", render_args, args.timeout, not args.no_post_renderer)
+        installed = time.monotonic()
+        status = client.request(
+            state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
+        )["status"]
+    except KeyboardInterrupt:
+        client.stop(state)
+        _remove_new_files(state, before)
+        return _fail("interrupted: stopped everything", 130)
+    except (ControlError, RenderError) as err:
+        message = str(err)
+        if str(state.daemon_log) in message:
+            message += "\n" + tail(state.daemon_log, 15)
+        client.stop(state)
+        removed = _remove_new_files(state, before)
+        return _fail(f"up failed; stopped everything{removed}:\n{message}", err.code)
+    print(_summary(status))
+    print(
+        f"control plane ready in {plane_ready - started:.1f} s, release installed "
+        f"{installed - plane_ready:.1f} s later, all Ready {time.monotonic() - installed:.1f} s "
+        "after that"
+    )
+    print(f"kubeconfig: {state.kubeconfig}")
+    print(f"status: {state.status}")
+    return 0
+
+
+def _upgrade_real(state: StateDir, args: argparse.Namespace) -> int:
+    render_args = _render_args(args)
+    if render_args is None or not render_args.chart:
+        return _fail("give a chart directory (the real control plane upgrades it with helm)", 1)
+    try:
+        _create_objects(state, args.objects, args.namespace)
+        run_helm(state, "upgrade", render_args, args.timeout, not args.no_post_renderer)
+        status = client.request(
+            state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
+        )["status"]
+    except (ControlError, RenderError) as err:
+        return _fail(f"upgrade failed:\n{err}", err.code)
+    print(_summary(status))
+    return 0
+
+
+def _real(state: StateDir) -> bool:
+    return (read_json(state.status, {}) or {}).get("control_plane") == "real"
+
+
 def _up(state: StateDir, args: argparse.Namespace) -> int:
     if _render_args(args) is None:
         return _fail("give either a chart directory or --manifest FILE", 1)
@@ -312,6 +435,8 @@ def _up(state: StateDir, args: argparse.Namespace) -> int:
         )
     if client.has_leftovers(state):
         client.stop(state)  # a daemon that died, or an `up` whose `down` never ran
+    if args.control_plane == "real":
+        return _up_real(state, args)
     render_args = _render_args(args)
     assert render_args is not None
     before = set(os.listdir(state.root)) if state.root.is_dir() else None
@@ -358,6 +483,8 @@ def _remove_new_files(state: StateDir, before: set[str] | None) -> str:
 def _upgrade(state: StateDir, args: argparse.Namespace) -> int:
     if not client.running(state):
         return _fail(f"no sandbox is running in {state.root}; use `up`", 2)
+    if _real(state):
+        return _upgrade_real(state, args)
     try:
         status = _apply(state, args, "upgrade")
     except (ControlError, RenderError) as err:

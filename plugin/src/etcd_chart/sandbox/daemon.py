@@ -28,7 +28,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from etcd_chart.kubedns import service_names
@@ -116,6 +116,33 @@ def _plural(kind: str) -> str:
     return plural_of(kind)
 
 
+def ensure_mountpoints(state: StateDir, lock: threading.Lock, mounts: list[podspec.Mount]) -> None:
+    """Create the targets the pods' bind mounts need on this machine, recording each one made
+    (so that `down` removes them)."""
+    with lock:
+        created: list[str] = read_json(state.mountpoints, []) or []
+        before = len(created)
+        for mount in mounts:
+            target = Path(mount.target)
+            if target.exists() or target.is_symlink():
+                continue
+            missing = []
+            probe = target.parent
+            while not probe.exists():
+                missing.append(probe)
+                probe = probe.parent
+            for directory in reversed(missing):
+                directory.mkdir()
+                created.append(str(directory))
+            if Path(mount.source).is_dir():
+                target.mkdir()
+            else:
+                target.touch()
+            created.append(str(target))
+        if len(created) != before:
+            write_json(state.mountpoints, created)
+
+
 def remove_mountpoints(state: StateDir) -> None:
     """Remove the mount points the sandbox created, where they are still empty."""
     created: list[str] = read_json(state.mountpoints, []) or []
@@ -159,6 +186,100 @@ def remove_leftovers(state: StateDir) -> None:
         write_json(state.status, status)
 
 
+def client_info(pod: Pod) -> dict[str, Any]:
+    container = pod.main_container()
+    info: dict[str, Any] = {"client_url": None, "advertised_client_url": None, "tls": None}
+    if container is None:
+        return info
+    env = container.spec.env
+    endpoint = (env.get("ETCDCTL_ENDPOINTS") or "").split(",")[0].strip()
+    if not endpoint and podspec.image_kind(container.spec.image) != "etcd":
+        return info
+    if endpoint and "://" not in endpoint:
+        endpoint = f"http://{endpoint}"
+    parts = urlsplit(endpoint) if endpoint else None
+    scheme = parts.scheme if parts else ("https" if env.get("ETCDCTL_CACERT") else "http")
+    port = (parts.port if parts else None) or container.spec.ports.get("client") or 2379
+    info["client_url"] = f"{scheme}://{pod.address}:{port}"
+    info["advertised_client_url"] = endpoint or None
+    info["dns_name"] = parts.hostname if parts else None
+    files = {}
+    for field, var in (
+        ("ca", "ETCDCTL_CACERT"),
+        ("cert", "ETCDCTL_CERT"),
+        ("key", "ETCDCTL_KEY"),
+    ):
+        if env.get(var):
+            files[field] = host_path(container.spec.mounts, env[var])
+    if files:
+        info["tls"] = files
+    return info
+
+
+def host_path(mounts: list[podspec.Mount], path: str) -> str:
+    for mount in sorted(mounts, key=lambda m: len(m.target), reverse=True):
+        target = mount.target.rstrip("/")
+        if path == target or path.startswith(target + "/"):
+            return mount.source + path[len(target) :]
+    return path
+
+
+def pod_exec_spec(
+    pod: Pod,
+    container_name: str | None,
+    program: str,
+    args: list[str],
+    tools: podspec.Tools,
+    ensure: Any,
+    hosts_file: str,
+) -> dict[str, Any]:
+    """The launch spec that runs `program args` inside a container of `pod` (its mounts, its
+    environment, its user), with etcdctl/etcdutl of the pod's etcd version."""
+    container = pod.containers.get(container_name) if container_name else pod.main_container()
+    if container is None and container_name:
+        raise SandboxError(
+            f"pod {pod.key} has no container {container_name!r}; its containers: "
+            + ", ".join(sorted(pod.containers)),
+            1,
+        )
+    if container is None:
+        raise SandboxError(f"pod {pod.key}: no main container (yet)", 1)
+    etcd_image = container.spec.image
+    if podspec.image_kind(etcd_image) != "etcd":
+        main = pod.main_container()
+        etcd_image = main.spec.image if main is not None else etcd_image
+    try:
+        binary = tools.etcd(program, etcd_image, f"pod {pod.key}")
+    except podspec.UnknownVersion as err:
+        raise SandboxError(str(err), 1) from err
+    except podspec.ToolMissing as err:
+        raise SandboxError(str(err), 2) from err
+    target, mount = podspec.tool_mount(binary)
+    ensure([mount])
+    spec = container.spec.launch_spec(pod.name, hosts_file)
+    spec["mounts"].append(mount.as_dict())
+    spec["argv"] = [target, *args]
+    return spec
+
+
+def run_launch_spec(
+    scratch: Path, spec: dict[str, Any], timeout: float = 15
+) -> tuple[int, str, str]:
+    """Run a launch spec to completion: (exit code, stdout, stderr)."""
+    handle, spec_file = tempfile.mkstemp(suffix=".json", dir=scratch)
+    with os.fdopen(handle, "w") as out:
+        json.dump(spec, out)
+    try:
+        result = subprocess.run(  # noqa: S603
+            launcher_argv(spec_file), capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return 1, "", f"{spec['argv'][0]} did not answer within {timeout:.0f} s"
+    finally:
+        Path(spec_file).unlink(missing_ok=True)
+    return result.returncode, result.stdout, result.stderr
+
+
 class Daemon:
     def __init__(self, state_dir: Path, namespace: str, subnet: str | None):
         self.state = StateDir(state_dir)
@@ -195,29 +316,14 @@ class Daemon:
         found: dict[str, Any] | None = self.api.get_object("v1", _plural(kind), namespace, name)
         return found
 
+    def claim_path(self, namespace: str, claim: str) -> Path:
+        return self.state.claim_dir(namespace, claim)
+
+    def token(self, ctx: podspec.PodContext, audience: str, seconds: int) -> str:
+        return self.api_info().token
+
     def ensure_mountpoints(self, mounts: list[podspec.Mount]) -> None:
-        with self.mount_lock:
-            created: list[str] = read_json(self.state.mountpoints, []) or []
-            before = len(created)
-            for mount in mounts:
-                target = Path(mount.target)
-                if target.exists() or target.is_symlink():
-                    continue
-                missing = []
-                probe = target.parent
-                while not probe.exists():
-                    missing.append(probe)
-                    probe = probe.parent
-                for directory in reversed(missing):
-                    directory.mkdir()
-                    created.append(str(directory))
-                if Path(mount.source).is_dir():
-                    target.mkdir()
-                else:
-                    target.touch()
-                created.append(str(target))
-            if len(created) != before:
-                write_json(self.state.mountpoints, created)
+        ensure_mountpoints(self.state, self.mount_lock, mounts)
 
     def remove_mountpoints(self) -> None:
         with self.mount_lock:
@@ -438,43 +544,6 @@ class Daemon:
 
     # --- status ----------------------------------------------------------------------------------
 
-    def _client_info(self, pod: Pod) -> dict[str, Any]:
-        container = pod.main_container()
-        info: dict[str, Any] = {"client_url": None, "advertised_client_url": None, "tls": None}
-        if container is None:
-            return info
-        env = container.spec.env
-        endpoint = (env.get("ETCDCTL_ENDPOINTS") or "").split(",")[0].strip()
-        if not endpoint and podspec.image_kind(container.spec.image) != "etcd":
-            return info
-        if endpoint and "://" not in endpoint:
-            endpoint = f"http://{endpoint}"
-        parts = urlsplit(endpoint) if endpoint else None
-        scheme = parts.scheme if parts else ("https" if env.get("ETCDCTL_CACERT") else "http")
-        port = (parts.port if parts else None) or container.spec.ports.get("client") or 2379
-        info["client_url"] = f"{scheme}://{pod.address}:{port}"
-        info["advertised_client_url"] = endpoint or None
-        info["dns_name"] = parts.hostname if parts else None
-        files = {}
-        for field, var in (
-            ("ca", "ETCDCTL_CACERT"),
-            ("cert", "ETCDCTL_CERT"),
-            ("key", "ETCDCTL_KEY"),
-        ):
-            if env.get(var):
-                files[field] = self._host_path(container.spec.mounts, env[var])
-        if files:
-            info["tls"] = files
-        return info
-
-    @staticmethod
-    def _host_path(mounts: list[podspec.Mount], path: str) -> str:
-        for mount in sorted(mounts, key=lambda m: len(m.target), reverse=True):
-            target = mount.target.rstrip("/")
-            if path == target or path.startswith(target + "/"):
-                return mount.source + path[len(target) :]
-        return path
-
     def status(self) -> dict[str, Any]:
         with self.lock:
             pods = []
@@ -482,7 +551,7 @@ class Daemon:
                 self.pods.values(), key=lambda p: (p.namespace, p.owner, p.ordinal or 0, p.name)
             ):
                 entry = pod.status()
-                entry.update(self._client_info(pod))
+                entry.update(client_info(pod))
                 pods.append(entry)
             workloads = []
             for workload in self.workloads.values():
@@ -853,23 +922,12 @@ class Daemon:
             found = self.find_pod(pod, namespace)
             container = found.main_container()
             if container is not None and not container.spec.env.get("ETCDCTL_ENDPOINTS"):
-                url = self._client_info(found)["client_url"]
+                url = client_info(found)["client_url"]
                 args = [f"--endpoints={url}", *args] if url else args
             spec = self.exec_spec(pod, namespace, None, "etcdctl", args)
         except SandboxError as err:
             return 1, "", str(err)
-        handle, spec_file = tempfile.mkstemp(suffix=".json", dir=self.state.root)
-        with os.fdopen(handle, "w") as out:
-            json.dump(spec, out)
-        try:
-            result = subprocess.run(  # noqa: S603
-                launcher_argv(spec_file), capture_output=True, text=True, timeout=15, check=False
-            )
-        except subprocess.TimeoutExpired:
-            return 1, "", "etcdctl did not answer within 15 s"
-        finally:
-            Path(spec_file).unlink(missing_ok=True)
-        return result.returncode, result.stdout, result.stderr
+        return run_launch_spec(self.state.root, spec)
 
     def not_ready_report(self) -> str:
         lines = ["timed out waiting for every pod to be Ready"]
@@ -1094,32 +1152,15 @@ class Daemon:
         args: list[str],
     ) -> dict[str, Any]:
         pod = self.find_pod(name, namespace)
-        container = pod.containers.get(container_name) if container_name else pod.main_container()
-        if container is None and container_name:
-            raise SandboxError(
-                f"pod {pod.key} has no container {container_name!r}; its containers: "
-                + ", ".join(sorted(pod.containers)),
-                1,
-            )
-        if container is None:
-            raise SandboxError(f"pod {pod.key}: no main container (yet)", 1)
-        # etcdctl of the pod's etcd version, also when the environment is another container's.
-        etcd_image = container.spec.image
-        if podspec.image_kind(etcd_image) != "etcd":
-            main = pod.main_container()
-            etcd_image = main.spec.image if main is not None else etcd_image
-        try:
-            binary = self.tools.etcd(program, etcd_image, f"pod {pod.key}")
-        except podspec.UnknownVersion as err:
-            raise SandboxError(str(err), 1) from err
-        except podspec.ToolMissing as err:
-            raise SandboxError(str(err), 2) from err
-        target, mount = podspec.tool_mount(binary)
-        self.ensure_mountpoints([mount])
-        spec = container.spec.launch_spec(pod.name, str(self.state.hosts))
-        spec["mounts"].append(mount.as_dict())
-        spec["argv"] = [target, *args]
-        return spec
+        return pod_exec_spec(
+            pod,
+            container_name,
+            program,
+            args,
+            self.tools,
+            self.ensure_mountpoints,
+            str(self.state.hosts),
+        )
 
     # --- requests --------------------------------------------------------------------------------
 
@@ -1195,8 +1236,13 @@ class Daemon:
             self.exit_now.set()
 
 
+class Handles(Protocol):
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    def event(self, message: str) -> None: ...
+
+
 class _Handler(socketserver.StreamRequestHandler):
-    server: _Server
+    server: Server
 
     def handle(self) -> None:
         line = self.rfile.readline()
@@ -1219,10 +1265,12 @@ class _Handler(socketserver.StreamRequestHandler):
             self.wfile.flush()
 
 
-class _Server(socketserver.ThreadingUnixStreamServer):
+class Server(socketserver.ThreadingUnixStreamServer):
+    """The control socket: one JSON request per connection, answered by `daemon.handle`."""
+
     daemon_threads = True
 
-    def __init__(self, path: str, daemon: Daemon):
+    def __init__(self, path: str, daemon: Handles):
         self.daemon = daemon
         super().__init__(path, _Handler)
 
@@ -1246,7 +1294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     socket_path = state.socket
     with contextlib.suppress(FileNotFoundError):
         socket_path.unlink()
-    server = _Server(str(socket_path), daemon)
+    server = Server(str(socket_path), daemon)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(
             signum,

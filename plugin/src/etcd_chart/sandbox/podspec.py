@@ -8,6 +8,7 @@ side effect, in `materialize_volumes`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -298,6 +299,8 @@ class PodContext:
     lookup: Lookup
     api: ApiInfo
     node_name: str = "sandbox"
+    # (context, audience, expirationSeconds) -> a ServiceAccount token; None: the API's own token
+    token: Callable[[PodContext, str, int], str] | None = None
 
     @property
     def where(self) -> str:
@@ -568,9 +571,16 @@ def volume_files(
             place = f"{where}.sources[{index}]"
             if "serviceAccountToken" in entry:
                 token = entry["serviceAccountToken"] or {}
-                files.append(
-                    (str(token.get("path", "token")), ctx.api.token.encode(), default_mode)
+                issued = (
+                    ctx.token(
+                        ctx,
+                        str(token.get("audience") or ""),
+                        int(token.get("expirationSeconds") or 3600),
+                    )
+                    if ctx.token is not None
+                    else ctx.api.token
                 )
+                files.append((str(token.get("path", "token")), issued.encode(), default_mode))
             elif "configMap" in entry or "secret" in entry:
                 sub_kind = "configMap" if "configMap" in entry else "secret"
                 ref = entry[sub_kind] or {}
@@ -624,6 +634,31 @@ def materialize_volumes(
             _give_to_group(path, fs_group)
         paths[name] = path
     return paths
+
+
+def refresh_volumes(ctx: PodContext, pod_dir: Path, fs_group: int | None) -> list[str]:
+    """Rewrite the files of ConfigMap/Secret/projected/downwardAPI volumes whose content changed,
+    each by rename (so a file mounted with subPath keeps its old content, as in Kubernetes).
+    Returns the changed paths; a source that cannot be read now is left as it was."""
+    changed: list[str] = []
+    for volume in ctx.spec.get("volumes") or []:
+        name = str(volume.get("name", ""))
+        if _volume_type(volume) not in ("configMap", "secret", "projected", "downwardAPI"):
+            continue
+        try:
+            files = volume_files(ctx, volume, f"{ctx.where}: volumes[{name}]")
+        except (MissingObject, Unsupported):
+            continue
+        for relative, data, mode in files or []:
+            target = pod_dir / "volumes" / name / relative
+            with contextlib.suppress(OSError):
+                if target.read_bytes() == data:
+                    continue
+            staged = target.with_name(f"..{target.name}.new")
+            _write_file(staged, data, mode, fs_group)
+            os.replace(staged, target)
+            changed.append(str(target))
+    return changed
 
 
 def _give_to_group(path: Path, group: int) -> None:

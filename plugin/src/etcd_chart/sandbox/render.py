@@ -40,6 +40,14 @@ class RenderArgs:
     set_string: list[str] = field(default_factory=list)
     helm_version: int | None = None
     cluster_domain: str | None = None
+    helm: str | None = None  # an explicit helm binary (--helm)
+
+    def find_helm(self) -> str:
+        if self.helm:
+            if not (Path(self.helm).is_file() and os.access(self.helm, os.X_OK)):
+                raise ToolMissing(f"--helm {self.helm}: not an executable file")
+            return self.helm
+        return find_helm(self.helm_version)
 
     def helm_args(self) -> list[str]:
         out: list[str] = []
@@ -87,7 +95,7 @@ def cluster_domain(args: RenderArgs) -> str:
 
 def helm_template(args: RenderArgs) -> str:
     try:
-        helm = find_helm(args.helm_version)
+        helm = args.find_helm()
     except ToolMissing as err:
         raise RenderError(str(err), 2) from err
     command = [

@@ -55,6 +55,8 @@ class Host(Protocol):
 
     def api_info(self) -> podspec.ApiInfo: ...
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def claim_path(self, namespace: str, claim: str) -> Path: ...
+    def token(self, ctx: podspec.PodContext, audience: str, seconds: int) -> str: ...
     def ensure_mountpoints(self, mounts: list[podspec.Mount]) -> None: ...
     def record_process(self, key: str, pid: int) -> None: ...
     def forget_process(self, key: str) -> None: ...
@@ -159,6 +161,7 @@ class Pod:
     hostname: str = ""
     subdomain: str = ""
     uid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    node_name: str = "sandbox"
     phase: str = "Pending"
     error: str = ""
     containers: dict[str, Container] = field(default_factory=dict)
@@ -260,6 +263,18 @@ class Pod:
                 "containers": {name: c.status() for name, c in self.containers.items()},
             }
 
+    def refresh_volumes(self) -> list[str]:
+        """Bring ConfigMap, Secret, downward API and projected files up to date (as the kubelet
+        does every sync); returns the files that changed."""
+        changed = podspec.refresh_volumes(self._context(), self.dir, self._fs_group())
+        for path in changed:
+            self.host.event(f"pod {self.key}: updated {path}")
+        return changed
+
+    def _fs_group(self) -> int | None:
+        fs_group = (self.spec.get("securityContext") or {}).get("fsGroup")
+        return int(fs_group) if fs_group is not None else None
+
     # --- the pod's thread ---------------------------------------------------------------------
 
     def _context(self) -> podspec.PodContext:
@@ -273,16 +288,17 @@ class Pod:
             spec=self.spec,
             lookup=self.host.lookup,
             api=self.host.api_info(),
+            node_name=self.node_name,
+            token=self.host.token,
         )
 
     def _prepare(self) -> list[Container]:
         ctx = self._context()
-        fs_group = (self.spec.get("securityContext") or {}).get("fsGroup")
         volumes = podspec.materialize_volumes(
             ctx,
             self.dir,
-            lambda claim: self.host.state.claim_dir(self.namespace, claim),
-            int(fs_group) if fs_group is not None else None,
+            lambda claim: self.host.claim_path(self.namespace, claim),
+            self._fs_group(),
         )
         containers = []
         hosts = str(self.host.state.hosts)

@@ -1,0 +1,684 @@
+"""The sandbox on a real control plane: one detached process per state dir that runs
+kube-apiserver, kube-controller-manager, kube-scheduler (and cert-manager when asked), the local
+volume provisioner, and the process kubelet of three Nodes; controlled over `STATE/control.sock`
+with the same JSON-line requests as the emulated sandbox (`status`, `kill`, `restart`, `stop_pod`,
+`start_pod`, `lose_volume`, `stop_all`, `start_all`, `exec_spec`, `wait_ready`, `shutdown`).
+
+The release itself is installed by real Helm against `STATE/kubeconfig` (command.py runs it);
+this process only keeps the cluster running and answers for the pods it runs.
+
+Started as `python -m etcd_chart.sandbox.cluster --state-dir DIR [--cert-manager]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from etcd_chart.kubedns import service_names
+from etcd_chart.sandbox import podspec, voters
+from etcd_chart.sandbox.controlplane import (
+    ControlPlane,
+    ControlPlaneError,
+    find_binaries,
+    write_kubeconfig,
+)
+from etcd_chart.sandbox.daemon import (
+    SandboxError,
+    Server,
+    client_info,
+    ensure_mountpoints,
+    pod_exec_spec,
+    remove_mountpoints,
+    run_launch_spec,
+    unshare_works,
+)
+from etcd_chart.sandbox.kubeapi import ApiError, Credentials, KubeApi, informer
+from etcd_chart.sandbox.kubelet import NODES, Node, pod_path
+from etcd_chart.sandbox.network import AddressInUse, HostEntry, Network, pod_names
+from etcd_chart.sandbox.provisioner import LocalProvisioner
+from etcd_chart.sandbox.runtime import GRACE_CAP, Pod, tail
+from etcd_chart.sandbox.state import ProcessRecord, StateDir, kill_recorded, read_json, write_json
+
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+}
+
+
+class Cluster:
+    """The control plane, the provisioner, the Nodes, the names pods resolve, the status file."""
+
+    def __init__(self, state_dir: Path, namespace: str, subnet: str | None, cert_manager: bool):
+        self.state = StateDir(state_dir)
+        self.namespace = namespace
+        self.cert_manager = cert_manager
+        self.tools = podspec.Tools()
+        self.network = Network(self.state.network, self.state.hosts, subnet)
+        self.records = ProcessRecord(self.state.processes)
+        self.lock = threading.RLock()
+        self.mount_lock = threading.Lock()
+        self.kicked = threading.Event()
+        self.stopping = threading.Event()
+        self.stopped = threading.Event()
+        self.exit_now = threading.Event()
+        self._log_lock = threading.Lock()
+        self.plane: ControlPlane | None = None
+        self.admin: KubeApi | None = None
+        self.nodes: list[Node] = []
+        self.provisioner: LocalProvisioner | None = None
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {"statefulsets": {}, "services": {}}
+        self._api_info: podspec.ApiInfo | None = None
+        self._last_status: dict[str, Any] = {}
+        self.release: dict[str, Any] = read_json(self.state.release, {}) or {}
+
+    # --- kubelet.Machine -----------------------------------------------------------------------
+
+    def address_for(self, key: str) -> str:
+        with self.lock:
+            return self.network.address_for(key)
+
+    def release_address(self, key: str) -> None:
+        with self.lock:
+            self.network.release(key)
+
+    def host_ip(self) -> str:
+        return self.network.api_address
+
+    def api_info(self) -> podspec.ApiInfo:
+        assert self._api_info is not None
+        return self._api_info
+
+    def ensure_mountpoints(self, mounts: list[podspec.Mount]) -> None:
+        ensure_mountpoints(self.state, self.mount_lock, mounts)
+
+    def record_process(self, key: str, pid: int) -> None:
+        self.records.add(key, pid)
+
+    def forget_process(self, key: str) -> None:
+        self.records.remove(key)
+
+    def changed(self) -> None:
+        self.kicked.set()
+
+    def event(self, message: str) -> None:
+        with self._log_lock:
+            now = time.time()
+            stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+            print(f"{stamp} {message}", flush=True)
+
+    # --- start and stop ------------------------------------------------------------
+
+    def start(self, bin_dir: str | None) -> None:
+        problem = unshare_works()
+        if problem:
+            raise SandboxError(
+                f"cannot create mount namespaces with `unshare --mount` ({problem}); the sandbox "
+                "needs root or unprivileged user namespaces",
+                2,
+            )
+        self.tools.set_bin_dir(bin_dir)
+        self.network.choose(self.state.root)
+        etcd = _newest_etcd(self.tools)
+        try:
+            binaries = find_binaries(etcd, bin_dir, cert_manager=self.cert_manager)
+        except ControlPlaneError as err:
+            raise SandboxError(str(err), 2) from err
+        plane = ControlPlane(
+            self.state.root / "control-plane",
+            self.network.api_address,
+            binaries,
+            on_start=self.record_process,
+            on_stop=self.forget_process,
+        )
+        self.plane = plane
+        try:
+            plane.start(timeout=180)
+        except ControlPlaneError as err:
+            raise SandboxError(f"the control plane did not start: {err}", 2) from err
+        pki = plane.pki
+        write_kubeconfig(
+            self.state.kubeconfig,
+            plane.server,
+            pki.ca,
+            pki.path("admin.crt"),
+            pki.path("admin.key"),
+            "admin",
+        )
+        self.admin = KubeApi(
+            Credentials(plane.server, pki.ca, pki.path("admin.crt"), pki.path("admin.key"))
+        )
+        self._api_info = podspec.ApiInfo(
+            host=self.network.api_address, port=6443, token="", ca_pem=pki.ca.read_text()
+        )
+        self.state.resolv_conf.write_text(
+            "# written by etcd-chart sandbox: pods resolve names from /etc/hosts only\n"
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+        )
+        self.write_hosts()
+        self._namespace()
+        self.provisioner = LocalProvisioner(self.admin, self.state.volumes, self.event)
+        self.provisioner.start()
+        for spec in NODES:
+            cert = pki.path(f"node-{spec.name}.crt")
+            if not cert.exists():
+                pki.issue_client(f"node-{spec.name}", f"system:node:{spec.name}", ["system:nodes"])
+            node = Node(
+                self,
+                spec,
+                Credentials(plane.server, pki.ca, cert, pki.path(f"node-{spec.name}.key")),
+            )
+            node.start()
+            self.nodes.append(node)
+        for plural, path in (
+            ("statefulsets", "/apis/apps/v1/statefulsets"),
+            ("services", "/api/v1/services"),
+        ):
+            threading.Thread(
+                target=informer,
+                args=(
+                    self.admin,
+                    path,
+                    {},
+                    self._stored(plural),
+                    self.stopping,
+                    lambda message: self.event(f"watch: {message}"),
+                ),
+                daemon=True,
+                name=f"watch-{plural}",
+            ).start()
+        threading.Thread(target=self._loop, name="status", daemon=True).start()
+        self.event(
+            f"cluster {os.getpid()}: subnet {self.network.subnet}.0/24, API {plane.server}, "
+            f"nodes {', '.join(n.name for n in self.nodes)}"
+        )
+
+    def _namespace(self) -> None:
+        assert self.admin is not None
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": self.namespace, "labels": RESTRICTED},
+        }
+        status, _ = self.admin.request("POST", "/api/v1/namespaces", body)
+        if status == 409:
+            self.admin.patch(
+                f"/api/v1/namespaces/{self.namespace}", {"metadata": {"labels": RESTRICTED}}
+            )
+
+    def _stored(self, plural: str) -> Any:
+        def handle(kind: str, obj: dict[str, Any]) -> None:
+            uid = str(obj["metadata"]["uid"])
+            with self.lock:
+                if kind == "DELETED":
+                    self.objects[plural].pop(uid, None)
+                else:
+                    self.objects[plural][uid] = obj
+            self.changed()
+
+        return handle
+
+    def _loop(self) -> None:
+        while not self.stopped.is_set():
+            self.kicked.wait(0.25)
+            self.kicked.clear()
+            with contextlib.suppress(Exception):
+                self.write_hosts()
+                status = self.status()
+                if status != self._last_status:
+                    write_json(self.state.status, status)
+                    self._last_status = status
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        for node in self.nodes:
+            node.shutdown(GRACE_CAP + 10)
+        if self.provisioner is not None:
+            self.provisioner.stop.set()
+        self.stopped.set()
+        if self.plane is not None:
+            self.plane.stop()
+        kill_recorded(self.records, grace=2)
+        with self.mount_lock:
+            remove_mountpoints(self.state)
+        self.network.remove_routes()
+        status = self.status()
+        status["running"] = False
+        write_json(self.state.status, status)
+        self.event("cluster: stopped")
+
+    def _shutdown_then_exit(self) -> None:
+        if self.stopping.is_set():
+            return
+        try:
+            self.shutdown()
+        finally:
+            self.exit_now.set()
+
+    # --- names and status ------------------------------------------------------------
+
+    def pods(self) -> list[tuple[Node, Pod]]:
+        found = []
+        for node in self.nodes:
+            with node.lock:
+                for entry in node.entries.values():
+                    pod = entry.pod or entry.last_pod
+                    if pod is not None:
+                        found.append((node, pod))
+        return found
+
+    def _domain(self) -> str:
+        return str(self.release.get("cluster_domain") or "cluster.local")
+
+    def write_hosts(self) -> None:
+        domain = self._domain()
+        entries = [
+            HostEntry(self.network.api_address, service_names("kubernetes", "default", domain))
+        ]
+        names: dict[str, list[str]] = {}
+        pods = [pod for _, pod in self.pods()]  # before self.lock: a node calls in holding its own
+        with self.lock:
+            for sts in self.objects["statefulsets"].values():
+                meta, spec = sts["metadata"], sts.get("spec") or {}
+                for ordinal in range(int(spec.get("replicas", 1))):
+                    pod_name = f"{meta['name']}-{ordinal}"
+                    key = f"{meta['namespace']}/{pod_name}"
+                    self.network.address_for(key)
+                    names[key] = pod_names(
+                        pod_name, str(spec.get("serviceName") or ""), meta["namespace"], domain
+                    )
+            for pod in pods:
+                names[pod.key] = pod_names(pod.name, pod.subdomain, pod.namespace, domain)
+            for key in sorted(
+                names,
+                key=lambda k: tuple(int(x) for x in self.network.address_for(k).split(".")),
+            ):
+                entries.append(HostEntry(self.network.addresses[key], names[key]))
+            for service in self.objects["services"].values():
+                meta, spec = service["metadata"], service.get("spec") or {}
+                selector = spec.get("selector") or {}
+                if spec.get("clusterIP") == "None" or not selector:
+                    continue
+                chosen = sorted(
+                    (
+                        p
+                        for p in pods
+                        if p.namespace == meta["namespace"]
+                        and all(p.labels.get(k) == str(v) for k, v in selector.items())
+                    ),
+                    key=lambda p: (not p.ready, p.name),
+                )
+                if chosen:
+                    entries.append(
+                        HostEntry(
+                            chosen[0].address,
+                            service_names(meta["name"], meta["namespace"], domain),
+                        )
+                    )
+        self.network.write_hosts(entries)
+
+    def status(self) -> dict[str, Any]:
+        pods = []
+        for node, pod in sorted(
+            self.pods(), key=lambda np: (np[1].namespace, np[1].owner, np[1].ordinal or 0)
+        ):
+            entry = pod.status()
+            entry["node"] = node.name
+            with node.lock:
+                held = any(node.kept_down(e) and e.last_pod is pod for e in node.entries.values())
+            if held:
+                entry["phase"] = "Stopped"
+            entry.update(client_info(pod))
+            pods.append(entry)
+        workloads = []
+        with self.lock:
+            for sts in self.objects["statefulsets"].values():
+                meta, spec = sts["metadata"], sts.get("spec") or {}
+                st = sts.get("status") or {}
+                replicas = int(spec.get("replicas", 1))
+                workloads.append(
+                    {
+                        "kind": "StatefulSet",
+                        "name": meta["name"],
+                        "namespace": meta["namespace"],
+                        "replicas": replicas,
+                        "ready_pods": int(st.get("readyReplicas") or 0),
+                        "ready": _statefulset_ready(sts),
+                        "paused": False,
+                    }
+                )
+        plane = self.plane
+        return {
+            "running": not self.stopped.is_set(),
+            "pid": os.getpid(),
+            "state_dir": str(self.state.root),
+            "subnet": self.network.subnet,
+            "cluster_domain": self._domain(),
+            "api": {
+                "url": plane.server if plane else None,
+                "ca_file": str(plane.pki.ca) if plane else None,
+                "kubeconfig": str(self.state.kubeconfig),
+            },
+            "control_plane": "real",
+            "release": {k: self.release.get(k) for k in ("name", "namespace")},
+            "pods": pods,
+            "workloads": workloads,
+            "ready": all(w["ready"] for w in workloads)
+            and all(p["ready"] for p in pods if p["owner"].startswith("StatefulSet/")),
+        }
+
+    # --- operations ------------------------------------------------------------
+
+    def find(self, name: str, namespace: str | None) -> tuple[Node, Any]:
+        found = []
+        for node in self.nodes:
+            with node.lock:
+                for entry in node.entries.values():
+                    meta = entry.obj["metadata"]
+                    if (
+                        meta["name"] == name
+                        and (not namespace or meta["namespace"] == namespace)
+                        and not entry.deleted
+                    ):
+                        found.append((node, entry))
+        if not found:
+            running = sorted(pod.name for _, pod in self.pods())
+            raise SandboxError(
+                f"no pod {name!r} runs in the sandbox; pods: {', '.join(running) or 'none'}", 1
+            )
+        if len({e.obj["metadata"]["namespace"] for _, e in found}) > 1:
+            raise SandboxError(f"pod name {name!r} is in several namespaces; pass --namespace", 1)
+        return found[-1]
+
+    def find_pod(self, name: str, namespace: str | None) -> Pod:
+        node, entry = self.find(name, namespace)
+        if entry.pod is None:
+            state = (
+                "stopped; `start` brings it back"
+                if entry.held
+                else "stopped (stop-all); `start-all` brings every pod back"
+                if node.all_stopped
+                else "not running"
+            )
+            raise SandboxError(f"pod {name!r} is {state}", 1)
+        pod: Pod = entry.pod
+        return pod
+
+    def exec_spec(
+        self,
+        name: str,
+        namespace: str | None,
+        container: str | None,
+        program: str,
+        args: list[str],
+    ) -> dict[str, Any]:
+        return pod_exec_spec(
+            self.find_pod(name, namespace),
+            container,
+            program,
+            args,
+            self.tools,
+            self.ensure_mountpoints,
+            str(self.state.hosts),
+        )
+
+    def restart(self, name: str, namespace: str | None) -> None:
+        """Delete the pod through the API (gracefully) and wait for its replacement to run."""
+        _, entry = self.find(name, namespace)
+        meta = entry.obj["metadata"]
+        assert self.admin is not None
+        self.admin.request("DELETE", pod_path(meta["namespace"], meta["name"]))
+        deadline = time.monotonic() + GRACE_CAP + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(SandboxError):
+                _, fresh = self.find(meta["name"], meta["namespace"])
+                if fresh.obj["metadata"]["uid"] != meta["uid"] and fresh.pod is not None:
+                    return
+            time.sleep(0.1)
+        raise SandboxError(f"pod {meta['name']} was not recreated in time", 2)
+
+    def stop_pod(self, name: str, namespace: str | None) -> None:
+        node, entry = self.find(name, namespace)
+        node.hold(entry, GRACE_CAP + 10)
+
+    def start_pod(self, name: str, namespace: str | None) -> None:
+        node, entry = self.find(name, namespace)
+        node.release(entry)
+
+    def lose_volume(self, name: str, namespace: str | None, only: list[str]) -> list[str]:
+        """Stop the pod, empty the directories of its claims (those made from the claim
+        templates in `only`, when given), start it again (a stopped pod stays stopped)."""
+        node, entry = self.find(name, namespace)
+        meta = entry.obj["metadata"]
+        claims = [
+            str((v.get("persistentVolumeClaim") or {}).get("claimName"))
+            for v in (entry.obj.get("spec") or {}).get("volumes") or []
+            if v.get("persistentVolumeClaim")
+        ]
+        templates = {claim.removesuffix(f"-{meta['name']}"): claim for claim in claims}
+        unknown = sorted(set(only) - set(templates))
+        if unknown:
+            raise SandboxError(
+                f"--claim {', '.join(unknown)}: {name} has no such claim template "
+                f"(it has: {', '.join(sorted(templates)) or 'none'})"
+            )
+        chosen = [templates[t] for t in only] if only else claims
+        paths = [node.claim_path(meta["namespace"], claim) for claim in chosen]
+        was_held = entry.held
+
+        def wipe() -> None:
+            for claim, path in zip(chosen, paths, strict=True):
+                shutil.rmtree(path, ignore_errors=True)
+                path.mkdir(parents=True, exist_ok=True)
+                self.event(f"claim {meta['namespace']}/{claim}: its disk lost, now empty")
+
+        node.hold(entry, GRACE_CAP + 10, wipe)
+        if not was_held:
+            node.release(entry)
+        return chosen
+
+    def stop_all(self) -> None:
+        """Every node at once (a full outage), each stopping all its containers."""
+        stopping = [
+            threading.Thread(target=node.stop_all, args=(GRACE_CAP + 10,)) for node in self.nodes
+        ]
+        for thread in stopping:
+            thread.start()
+        for thread in stopping:
+            thread.join()
+
+    def start_all(self) -> None:
+        for node in self.nodes:
+            node.start_all()
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.status()["ready"]:
+            if self.stopping.is_set():
+                raise SandboxError("interrupted: the sandbox is stopping", 2)
+            if time.monotonic() > deadline:
+                raise SandboxError(self.not_ready_report(), 2)
+            time.sleep(0.1)
+        with self.lock:
+            sets = [
+                s
+                for s in self.objects["statefulsets"].values()
+                if int((s.get("spec") or {}).get("replicas", 1)) > 0
+            ]
+        for sts in sets:
+            meta = sts["metadata"]
+            pods = [f"{meta['name']}-{i}" for i in range(int(sts["spec"].get("replicas", 1)))]
+
+            def run(args: list[str], ns: str = meta["namespace"], first: str = pods[0]) -> Any:
+                try:
+                    spec = self.exec_spec(first, ns, None, "etcdctl", args)
+                except SandboxError as err:
+                    return 1, "", str(err)
+                return run_launch_spec(self.state.root, spec)
+
+            while (found := voters.problem(run, pods)) is not None:
+                if time.monotonic() > deadline:
+                    raise SandboxError(
+                        f"StatefulSet {meta['namespace']}/{meta['name']}: every pod is Ready, but "
+                        f"the member set is not done in time: {found}",
+                        2,
+                    )
+                time.sleep(0.5)
+
+    def not_ready_report(self) -> str:
+        lines = ["timed out waiting for every pod to be Ready"]
+        status = self.status()
+        for workload in status["workloads"]:
+            if not workload["ready"]:
+                lines.append(
+                    f"{workload['kind']} {workload['namespace']}/{workload['name']}: "
+                    f"{workload['ready_pods']}/{workload['replicas']} ready"
+                )
+        for _, pod in self.pods():
+            if pod.ready:
+                continue
+            failing = [c for c in pod.containers.values() if not c.ready and not c.finished]
+            lines.append(f"  pod {pod.key}: {pod.phase} {pod.error}".rstrip())
+            for container in failing[:1]:
+                lines += [f"    {line}" for line in tail(container.log, 8).splitlines()]
+        return "\n".join(lines)
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        ns = request.get("namespace")
+        if op == "ping":
+            return {"pid": os.getpid(), "subnet": self.network.subnet}
+        if op == "status":
+            return {"status": self.status()}
+        if op == "exec_spec":
+            return {
+                "spec": self.exec_spec(
+                    str(request["pod"]),
+                    ns,
+                    request.get("container"),
+                    str(request.get("program", "etcdctl")),
+                    list(request.get("args") or []),
+                )
+            }
+        if op == "kill":
+            pod = self.find_pod(str(request["pod"]), ns)
+            try:
+                killed = pod.signal(
+                    request.get("container"), int(request.get("signal", signal.SIGTERM))
+                )
+            except LookupError as err:
+                raise SandboxError(str(err), 1) from err
+            return {"container": killed}
+        if op == "release":
+            self.release = {
+                "name": request.get("release"),
+                "namespace": request.get("namespace"),
+                "cluster_domain": request.get("cluster_domain") or "cluster.local",
+            }
+            write_json(self.state.release, self.release)
+            self.changed()
+            return {}
+        if op == "shutdown":
+            processes = len(self.records.entries())
+            threading.Thread(target=self._shutdown_then_exit, daemon=True).start()
+            return {"processes": processes}
+        if self.stopping.is_set():
+            raise SandboxError("the sandbox is stopping", 2)
+        if op == "wait_ready":
+            self.wait_ready(float(request.get("timeout", 120)))
+            return {"status": self.status()}
+        if op == "restart":
+            self.restart(str(request["pod"]), ns)
+            return {}
+        if op == "stop_pod":
+            self.stop_pod(str(request["pod"]), ns)
+            return {}
+        if op == "start_pod":
+            self.start_pod(str(request["pod"]), ns)
+            return {}
+        if op == "lose_volume":
+            only = [str(c) for c in request.get("claims") or []]
+            return {"claims": self.lose_volume(str(request["pod"]), ns, only)}
+        if op == "stop_all":
+            self.stop_all()
+            return {}
+        if op == "start_all":
+            self.start_all()
+            return {}
+        raise SandboxError(f"unknown request {op!r}", 2)
+
+
+def _statefulset_ready(sts: dict[str, Any]) -> bool:
+    spec, status = sts.get("spec") or {}, sts.get("status") or {}
+    replicas = int(spec.get("replicas", 1))
+    return (
+        int(status.get("observedGeneration") or 0) >= int(sts["metadata"].get("generation") or 0)
+        and int(status.get("readyReplicas") or 0) == replicas
+        and int(status.get("replicas") or 0) == replicas
+        and int(status.get("updatedReplicas") or 0) == replicas
+    )
+
+
+def _newest_etcd(tools: podspec.Tools) -> str:
+    for version in tools.versions():  # newest first
+        found = tools.find("etcd", version)
+        if found:
+            return found
+    raise SandboxError("no etcd binary for the control plane: run `bash ci/install-tools.sh`", 2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etcd_chart.sandbox.cluster")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--subnet")
+    parser.add_argument("--bin-dir")
+    parser.add_argument("--cert-manager", action="store_true")
+    args = parser.parse_args(argv)
+    state = StateDir(args.state_dir)
+    error_file = state.root / "daemon.error"
+    with contextlib.suppress(FileNotFoundError):
+        error_file.unlink()
+    cluster = Cluster(state.root, args.namespace, args.subnet, args.cert_manager)
+    try:
+        cluster.start(args.bin_dir)
+    except (SandboxError, AddressInUse, ApiError, OSError) as err:
+        write_json(error_file, {"code": getattr(err, "code", 2), "error": str(err)})
+        cluster.shutdown()
+        return 2
+    socket_path = state.socket
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()
+    server = Server(str(socket_path), cluster)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(
+            signum,
+            lambda *_: threading.Thread(target=cluster._shutdown_then_exit, daemon=True).start(),
+        )
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+    ).start()
+    state.daemon_pid.write_text(f"{os.getpid()}\n")
+    cluster.exit_now.wait()
+    time.sleep(0.1)
+    server.shutdown()
+    server.server_close()
+    with contextlib.suppress(FileNotFoundError):
+        socket_path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        state.daemon_pid.unlink()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""`helm install` / `helm upgrade` of the release into a sandbox's real control plane, with the
+post-renderer, as a user would type them: Helm 4 through the `etcd-chart` plugin (installed into
+a Helm home of the state dir's own), Helm 3 through the executable `plugin/bin/etcd-post-render`.
+Helm runs the hooks itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from etcd_chart.helm import REPO_ROOT, ToolMissing, helm_major
+from etcd_chart.sandbox.render import RenderArgs, RenderError
+from etcd_chart.sandbox.state import StateDir
+
+PLUGIN_DIR = REPO_ROOT / "plugin"
+POST_RENDER_EXECUTABLE = PLUGIN_DIR / "bin" / "etcd-post-render"
+
+
+def helm_env(state: StateDir, major: int) -> dict[str, str]:
+    """A Helm home of the sandbox's own per major version (a Helm 4 plugin.yaml breaks Helm 3)."""
+    base = state.root / "helm" / f"helm{major}"
+    return {
+        **os.environ,
+        "HELM_DATA_HOME": str(base / "data"),
+        "HELM_CONFIG_HOME": str(base / "config"),
+        "HELM_CACHE_HOME": str(base / "cache"),
+        "HELM_PLUGINS": str(base / "data" / "plugins"),
+        "KUBECONFIG": str(state.kubeconfig),
+        "ETCD_CHART_NO_TTY": "1",
+    }
+
+
+def _post_renderer(helm: str, major: int, env: dict[str, str]) -> str:
+    if major < 4:
+        return str(POST_RENDER_EXECUTABLE)
+    # helm 4 names the installed plugin after the source directory (`plugin`), so look inside.
+    installed = any(
+        "name: etcd-chart" in path.read_text(errors="replace")
+        for path in Path(env["HELM_PLUGINS"]).glob("*/plugin.yaml")
+    )
+    if not installed:
+        result = subprocess.run(  # noqa: S603
+            [helm, "plugin", "install", str(PLUGIN_DIR)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RenderError(
+                f"installing the post-renderer plugin ({PLUGIN_DIR}) into the sandbox's Helm "
+                f"home failed:\n{result.stderr.strip()}",
+                2,
+            )
+    return "etcd-chart"
+
+
+def helm_command(
+    state: StateDir, action: str, args: RenderArgs, timeout: float, post_render: bool = True
+) -> list[str]:
+    """The helm command line of `action` (install or upgrade); installs the plugin if needed.
+    Without `post_render`, as a chart-repository install or Argo CD would run it."""
+    if not args.chart:
+        raise RenderError(
+            "the sandbox installs a chart with helm: give a chart directory (--manifest is only "
+            "for the emulated control plane)",
+            1,
+        )
+    try:
+        helm = args.find_helm()
+        major = helm_major(helm)
+    except (ToolMissing, OSError, ValueError, subprocess.CalledProcessError) as err:
+        raise RenderError(str(err), 2) from err
+    env = helm_env(state, major)
+    kubeconfig = str(state.kubeconfig)
+    return [
+        helm,
+        action,
+        args.release,
+        str(args.chart),
+        "--namespace",
+        args.namespace,
+        "--kubeconfig",
+        kubeconfig,
+        *(
+            [
+                "--post-renderer",
+                _post_renderer(helm, major, env),
+                "--post-renderer-args",
+                f"--kubeconfig={kubeconfig}",
+            ]
+            if post_render
+            else []
+        ),
+        "--timeout",
+        f"{int(timeout)}s",
+        *args.helm_args(),
+    ]
+
+
+def run_helm(
+    state: StateDir, action: str, args: RenderArgs, timeout: float, post_render: bool = True
+) -> str:
+    """Run helm; returns its output, raises RenderError with Helm's message on failure."""
+    command = helm_command(state, action, args, timeout, post_render)
+    major = helm_major(command[0])
+    result = subprocess.run(  # noqa: S603
+        command,
+        capture_output=True,
+        text=True,
+        env=helm_env(state, major),
+        check=False,
+        timeout=timeout + 60,
+    )
+    if result.returncode != 0:
+        shown = " ".join(command[:4])
+        raise RenderError(f"{shown} failed:\n{result.stderr.strip()}", 1)
+    return result.stdout

@@ -8,12 +8,19 @@ For 3 and 5 members, interleaved over N runs, it measures
   member, the same ports and cluster size), until every member's `/readyz` answers 200;
 
 and prints the medians, their ratio (goal: at most 1.5) and the sandbox daemon's peak resident
-memory (VmHWM). Usage: `python bench/bootstrap.py [--runs 5] [--members 3 5] [--manifest FILE]`.
+memory (VmHWM). With `--control-plane real` the sandbox runs kube-apiserver, the controller
+manager and the scheduler and installs with `helm install`; the table then splits the sandbox's
+time into control plane ready, release installed and all members Ready, and adds the control
+plane's peak memory (the sum of its processes' VmHWM).
+Usage: `python bench/bootstrap.py [--runs 5] [--members 3 5] [--manifest FILE]
+[--control-plane real]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -100,6 +107,49 @@ def _first_event(log: Path, marker: str, day_start: float) -> float | None:
     return None
 
 
+PHASES = re.compile(
+    r"control plane ready in ([\d.]+) s, release installed ([\d.]+) s later, "
+    r"all Ready ([\d.]+) s after that"
+)
+
+
+def _control_plane_peak_kib(state: Path) -> int:
+    records = json.loads((state / "processes.json").read_text())
+    return sum(
+        _peak_rss_kib(int(entry["pid"]))
+        for key, entry in records.items()
+        if key.startswith("control-plane/")
+    )
+
+
+def in_real_sandbox(members: int, work: Path, chart: str) -> tuple[float, list[float], int, int]:
+    """`sandbox up --control-plane real`: total seconds, [control plane ready, release installed,
+    all Ready] seconds, the daemon's and the control plane's peak RSS in KiB."""
+    state = work / "state"
+    command = [
+        *SANDBOX, "up", chart, "--set", f"replicas={members}", "--state-dir", str(state),
+        "--control-plane", "real",
+    ]  # fmt: skip
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
+    elapsed = time.monotonic() - start
+    try:
+        if result.returncode != 0:
+            raise SystemExit(f"sandbox up failed ({result.returncode}):\n{result.stderr}")
+        found = PHASES.search(result.stdout)
+        if found is None:
+            raise SystemExit(f"sandbox up did not report its phases:\n{result.stdout}")
+        pid = int((state / "daemon.pid").read_text())
+        phases = [float(found.group(i)) for i in (1, 2, 3)]
+        return elapsed, phases, _peak_rss_kib(pid), _control_plane_peak_kib(state)
+    finally:
+        subprocess.run(
+            [*SANDBOX, "down", "--purge", "--state-dir", str(state)],
+            capture_output=True,
+            check=False,
+        )  # noqa: S603
+
+
 def in_sandbox(members: int, work: Path, source: list[str]) -> tuple[float, int, float]:
     """Seconds `sandbox up` takes until every pod is Ready, the daemon's peak RSS in KiB, and
     the seconds from the command's start until the first pod was created (render, daemon, API)."""
@@ -145,7 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--manifest", help="boot this manifest (replicas: 3 is replaced) instead of the chart"
     )
     parser.add_argument("--subnet", default="127.199.42", help="/24 for the etcd started by hand")
+    parser.add_argument("--control-plane", choices=("emulated", "real"), default="emulated")
     args = parser.parse_args(argv)
+    if args.control_plane == "real":
+        return real_table(args)
     print(
         f"{'members':>7} {'sandbox s':>10} {'by hand s':>10} {'ratio':>6} {'daemon peak RSS':>16} "
         f"{'before pods s':>14}"
@@ -179,6 +232,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"worst ratio {worst:.2f} (goal <= 1.5), medians of {args.runs} interleaved runs")
     print("before pods: from the command's start until the first pod exists (helm template,")
     print("daemon and fake API start, the post-renderer against the fake API, validation, hooks)")
+    return 0
+
+
+def real_table(args: argparse.Namespace) -> int:
+    print(
+        f"{'members':>7} {'sandbox s':>10} {'by hand s':>10} {'ratio':>6} {'plane s':>8} "
+        f"{'helm s':>7} {'ready s':>8} {'plane peak RSS':>15} {'daemon peak RSS':>16}"
+    )
+    for members in args.members:
+        totals: list[float] = []
+        hands: list[float] = []
+        phases: list[list[float]] = []
+        daemon_peaks: list[int] = []
+        plane_peaks: list[int] = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory(prefix="bench-bootstrap-") as tmp:
+                work = Path(tmp)
+                hands.append(by_hand(members, work / "hand", args.subnet))
+                total, split, daemon_peak, plane_peak = in_real_sandbox(members, work, args.chart)
+                totals.append(total)
+                phases.append(split)
+                daemon_peaks.append(daemon_peak)
+                plane_peaks.append(plane_peak)
+        total_median, hand_median = statistics.median(totals), statistics.median(hands)
+        plane, helm, ready = (statistics.median(p[i] for p in phases) for i in range(3))
+        print(
+            f"{members:>7} {total_median:>10.2f} {hand_median:>10.2f} "
+            f"{total_median / hand_median:>6.2f} {plane:>8.2f} {helm:>7.2f} {ready:>8.2f} "
+            f"{max(plane_peaks) / 1024:>11.1f} MiB {max(daemon_peaks) / 1024:>12.1f} MiB"
+        )
+    print(f"medians of {args.runs} interleaved runs; plane: control plane ready, helm: `helm")
+    print("install` with the post-renderer, ready: from then until every member is Ready")
     return 0
 
 

@@ -108,9 +108,9 @@ def control_plane(
 def writer(request: pytest.FixtureRequest) -> Iterator[Writer]:
     started: list[Ledger] = []
 
-    def start(sb: Sandbox) -> Ledger:
+    def start(sb: Sandbox, user: tuple[str, str] | None = None) -> Ledger:
         status = sb.status()
-        ledger = Ledger(endpoints(status, statefulset_pods(sb)), tls=client_tls(status))
+        ledger = Ledger(endpoints(status, statefulset_pods(sb)), tls=client_tls(status), user=user)
         started.append(ledger.start())
         return ledger
 

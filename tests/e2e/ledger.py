@@ -58,14 +58,41 @@ class _TLSConnection(http.client.HTTPSConnection):
 class EtcdGateway:
     """Minimal JSON-gateway client: enough for puts, range reads and member lists."""
 
-    def __init__(self, tls: ClientTLS | None = None, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        tls: ClientTLS | None = None,
+        timeout: float = 2.0,
+        user: tuple[str, str] | None = None,
+    ) -> None:
         self.timeout = timeout
+        self.user = user  # (name, password) for a cluster with etcd authentication on
+        self._tokens: dict[Endpoint, str] = {}
         self.context: ssl.SSLContext | None = None
         if tls is not None:
             self.context = ssl.create_default_context(cafile=tls.ca_file)
             self.context.load_cert_chain(tls.cert_file, tls.key_file)
 
     def call(self, endpoint: Endpoint, path: str, body: dict[str, object]) -> dict[str, object]:
+        try:
+            return self._call(endpoint, path, body, self._token(endpoint, path))
+        except OSError:
+            self._tokens.pop(endpoint, None)  # an expired token is fetched again next time
+            raise
+
+    def _token(self, endpoint: Endpoint, path: str) -> str | None:
+        if self.user is None or path == "/v3/auth/authenticate":
+            return None
+        if endpoint not in self._tokens:
+            name, password = self.user
+            answer = self._call(
+                endpoint, "/v3/auth/authenticate", {"name": name, "password": password}, None
+            )
+            self._tokens[endpoint] = str(answer["token"])
+        return self._tokens[endpoint]
+
+    def _call(
+        self, endpoint: Endpoint, path: str, body: dict[str, object], token: str | None
+    ) -> dict[str, object]:
         connection: http.client.HTTPConnection
         if endpoint.scheme == "https":
             if self.context is None:
@@ -76,7 +103,10 @@ class EtcdGateway:
                 endpoint.address, endpoint.port, timeout=self.timeout
             )
         try:
-            connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json"}
+            if token:
+                headers["Authorization"] = token
+            connection.request("POST", path, json.dumps(body), headers)
             response = connection.getresponse()
             payload = response.read()
         finally:
@@ -108,16 +138,18 @@ class Ledger:
 
     endpoints: list[Endpoint]
     tls: ClientTLS | None = None
+    user: tuple[str, str] | None = None
     prefix: str = "/ledger/"
     max_writes: int = 200_000
     max_seconds: float = 600.0
     pause: float = 0.005
     acknowledged: list[int] = field(default_factory=list)
     failures: int = 0
+    last_error: str = ""
     longest_outage: float = 0.0
 
     def __post_init__(self) -> None:
-        self._gateway = EtcdGateway(self.tls)
+        self._gateway = EtcdGateway(self.tls, user=self.user)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._lock = threading.Lock()
@@ -165,8 +197,9 @@ class Ledger:
             sequence += 1
             try:
                 self._gateway.put(endpoint, f"{self.prefix}{sequence:08d}", str(sequence))
-            except (OSError, ValueError, http.client.HTTPException):
+            except (OSError, ValueError, http.client.HTTPException) as err:
                 self.failures += 1
+                self.last_error = f"{type(err).__name__}: {err}"
                 turn += 1
                 self._note_gap(time.monotonic() - last_ack)
                 self._stop.wait(0.05)

@@ -22,7 +22,7 @@ from ledger import ClientTLS, Endpoint, Ledger, endpoint_from_url
 WRITE_OUTAGES: list[tuple[str, float, int]] = []
 
 # Starts a background writer on a sandbox's members (the `writer` fixture of conftest.py).
-Writer = Callable[[Sandbox], Ledger]
+Writer = Callable[..., Ledger]  # (sandbox, user=(name, password) when etcd auth is on)
 
 
 def statefulset_pods(sb: Sandbox, name: str = "etcd") -> list[str]:
@@ -162,6 +162,8 @@ def assert_nothing_lost(sb: Sandbox, ledger: Ledger, replicas: int) -> None:
     before = len(ledger.acknowledged)
     time.sleep(1)
     ledger.stop()
-    assert len(ledger.acknowledged) > before, "the writer made no progress on the final cluster"
+    assert len(ledger.acknowledged) > before, (
+        f"the writer made no progress on the final cluster (last error: {ledger.last_error})"
+    )
     for endpoint in endpoints(sb.status(), pod_names(replicas)):
         assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"

@@ -28,6 +28,7 @@ from membership import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CONTROL_PLANE = "real"
 
 
 @pytest.fixture

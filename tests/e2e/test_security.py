@@ -17,6 +17,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,10 +25,16 @@ from typing import Any
 
 import pytest
 import yaml
+from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.command import CONTROL_PLANE_ENV
 from etcd_versions import etcd_program
-from membership import pod_names, server_version, wait_converged
+from membership import (
+    pod_names,
+    server_version,
+    wait_converged,
+    wait_for,
+)
 from strays import assert_no_stray_processes, subnet_of
 
 pytestmark = pytest.mark.e2e
@@ -389,3 +396,106 @@ def test_a_ca_that_does_not_match_stops_the_render(chart_dir: Path, tmp_path: Pa
     assert result.returncode == 1, result.stderr
     assert "Secret etcd-peer-tls is signed by another CA" in result.stderr
     assert_no_stray_processes(sb.state_dir, subnet_of(sb.state_dir))
+
+
+def served_certificate(entry: dict[str, Any], port: int = 2379) -> bytes:
+    """The DER certificate the member presents on a new TLS connection now."""
+    tls = entry["tls"]
+    context = ssl.create_default_context(cafile=tls["ca"])
+    context.load_cert_chain(tls["cert"], tls["key"])
+    with (
+        socket.create_connection((entry["address"], port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name(entry)) as conn,
+    ):
+        der = conn.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def kubectl(sb: Sandbox, *args: str) -> str:
+    result = run(find_tool("kubectl"), f"--kubeconfig={sb.state_dir / 'kubeconfig'}", *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+class EtcdctlWriter:
+    """Writes `/renewal/<n>` through etcdctl in the members' pods, in turn, recording each
+    acknowledged write. (The JSON gateway is closed to clients with a certificate when client
+    certificate authentication is on, so the gRPC path it is.)"""
+
+    def __init__(self, sb: Sandbox) -> None:
+        self.sb = sb
+        self.acknowledged: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> EtcdctlWriter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        sequence = 0
+        while not self._stop.is_set():
+            sequence += 1
+            member = pod_names(3)[sequence % 3]
+            result = self.sb.etcdctl(
+                member, "--command-timeout=5s", "put", f"/renewal/{sequence:06d}", str(sequence)
+            )
+            if result.returncode == 0 and result.stdout == "OK\n":
+                self.acknowledged.append(sequence)
+            else:
+                self.failures.append(result.stderr.strip())
+
+    def missing(self, member: str) -> list[int]:
+        result = self.sb.etcdctl(member, "get", "--prefix", "/renewal/")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.splitlines()
+        stored = dict(zip(lines[0::2], lines[1::2], strict=True))
+        return [n for n in self.acknowledged if stored.get(f"/renewal/{n:06d}") != str(n)]
+
+
+def test_a_renewed_server_certificate_is_served_without_a_lost_write(secure: Sandbox) -> None:
+    """cert-manager renews the server certificate (triggered as `cmctl renew` does, with the
+    Issuing condition); the kubelet refreshes the Secret volume and etcd serves the new
+    certificate on the next connection, with no restart and no lost write."""
+    before = {name: served_certificate(pod(secure, name)) for name in pod_names(3)}
+    restarts = {name: pod(secure, name)["restarts"] for name in pod_names(3)}
+    secret_name = kubectl(
+        secure, "get", "certificate", "etcd-server", "-o", "jsonpath={.spec.secretName}"
+    )
+    old_secret = kubectl(secure, "get", "secret", secret_name, "-o", "jsonpath={.data.tls\\.crt}")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    issuing = {
+        "type": "Issuing",
+        "status": "True",
+        "reason": "ManuallyTriggered",
+        "message": "renewal triggered by the test",
+        "lastTransitionTime": now,
+    }
+    with EtcdctlWriter(secure) as writer:
+        wait_for(lambda: len(writer.acknowledged) >= 3, "the writer's first writes")
+        kubectl(
+            secure, "patch", "certificate", "etcd-server", "--subresource=status", "--type=json",
+            "-p", json.dumps([{"op": "add", "path": "/status/conditions/-", "value": issuing}]),
+        )  # fmt: skip
+        wait_for(
+            lambda: (
+                kubectl(secure, "get", "secret", secret_name, "-o", "jsonpath={.data.tls\\.crt}")
+                != old_secret
+            ),
+            "cert-manager to renew the server certificate",
+        )
+        wait_for(
+            lambda: all(served_certificate(pod(secure, n)) != before[n] for n in pod_names(3)),
+            "every member to serve the renewed certificate",
+        )
+        renewed = len(writer.acknowledged)
+        wait_for(lambda: len(writer.acknowledged) >= renewed + 3, "writes after the renewal")
+    assert {name: pod(secure, name)["restarts"] for name in pod_names(3)} == restarts
+    for member in pod_names(3):
+        assert writer.missing(member) == [], f"acknowledged writes missing on {member}"

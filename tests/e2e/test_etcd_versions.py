@@ -36,13 +36,15 @@ def assert_refused_cleanly(
     return result.stderr
 
 
+@pytest.mark.parametrize("control_plane", ["emulated", "real"])
 def test_a_tag_without_binaries_is_refused_before_anything_starts(
-    tmp_path: Path, chart_dir: Path, sandbox_cli: CLI, no_strays: NoStrays
+    control_plane: str, tmp_path: Path, chart_dir: Path, sandbox_cli: CLI, no_strays: NoStrays
 ) -> None:
     state = tmp_path / "state"
     result = sandbox_cli(
-        "up", str(chart_dir), "--set", "image.tag=v3.4.99", "--state-dir", str(state)
-    )
+        "up", str(chart_dir), "--set", "image.tag=v3.4.99", "--state-dir", str(state),
+        "--control-plane", control_plane,
+    )  # fmt: skip
     stderr = assert_refused_cleanly(result, state, 2, no_strays)
     image = "gcr.io/etcd-development/etcd:v3.4.99"
     assert stderr.startswith(
@@ -69,7 +71,9 @@ def test_a_tag_without_binaries_is_refused_before_anything_starts(
     ],
     ids=["latest", "digest-only"],
 )
+@pytest.mark.parametrize("control_plane", ["emulated", "real"])
 def test_a_tag_that_is_not_a_version_is_refused(
+    control_plane: str,
     tmp_path: Path,
     chart_dir: Path,
     sandbox_cli: CLI,
@@ -78,7 +82,9 @@ def test_a_tag_that_is_not_a_version_is_refused(
     said: str,
 ) -> None:
     state = tmp_path / "state"
-    result = sandbox_cli("up", str(chart_dir), *values, "--state-dir", str(state))
+    result = sandbox_cli(
+        "up", str(chart_dir), *values, "--state-dir", str(state), "--control-plane", control_plane
+    )
     stderr = assert_refused_cleanly(result, state, 1, no_strays)
     assert f"{WHERE}: image 'gcr.io/etcd-development/etcd" in stderr
     assert (

@@ -28,7 +28,6 @@ from membership import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CONTROL_PLANE = "real"
 
 
 @pytest.fixture

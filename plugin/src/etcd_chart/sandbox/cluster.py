@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -34,17 +33,19 @@ from etcd_chart.sandbox.controlplane import (
 )
 from etcd_chart.sandbox.daemon import (
     SandboxError,
-    Server,
     client_info,
     ensure_mountpoints,
+    log_event,
     pod_exec_spec,
+    read_request,
     remove_mountpoints,
     run_launch_spec,
+    serve,
     unshare_works,
 )
 from etcd_chart.sandbox.kubeapi import ApiError, Credentials, KubeApi, informer
 from etcd_chart.sandbox.kubelet import NODES, Node, pod_path
-from etcd_chart.sandbox.network import AddressInUse, HostEntry, Network, pod_names
+from etcd_chart.sandbox.network import HostEntry, Network, pod_names
 from etcd_chart.sandbox.provisioner import LocalProvisioner
 from etcd_chart.sandbox.runtime import GRACE_CAP, Pod, tail
 from etcd_chart.sandbox.state import ProcessRecord, StateDir, kill_recorded, read_json, write_json
@@ -81,6 +82,7 @@ class Cluster:
         self._api_info: podspec.ApiInfo | None = None
         self._last_status: dict[str, Any] = {}
         self.release: dict[str, Any] = read_json(self.state.release, {}) or {}
+        self.held: set[str] = set()  # NS/POD kept down by `stop` until `start`
 
     # --- kubelet.Machine -----------------------------------------------------------------------
 
@@ -111,11 +113,11 @@ class Cluster:
     def changed(self) -> None:
         self.kicked.set()
 
+    def is_held(self, key: str) -> bool:
+        return key in self.held
+
     def event(self, message: str) -> None:
-        with self._log_lock:
-            now = time.time()
-            stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-            print(f"{stamp} {message}", flush=True)
+        log_event(self._log_lock, message)
 
     # --- start and stop ------------------------------------------------------------
 
@@ -257,7 +259,7 @@ class Cluster:
         write_json(self.state.status, status)
         self.event("cluster: stopped")
 
-    def _shutdown_then_exit(self) -> None:
+    def shutdown_then_exit(self) -> None:
         if self.stopping.is_set():
             return
         try:
@@ -405,7 +407,7 @@ class Cluster:
         if entry.pod is None:
             state = (
                 "stopped; `start` brings it back"
-                if entry.held
+                if node.held(entry)
                 else "stopped (stop-all); `start-all` brings every pod back"
                 if node.all_stopped
                 else "not running"
@@ -447,19 +449,42 @@ class Cluster:
             time.sleep(0.1)
         raise SandboxError(f"pod {meta['name']} was not recreated in time", 2)
 
+    def _slot(self, name: str, namespace: str | None) -> str:
+        """NS/NAME of a pod that runs, or that a StatefulSet will create."""
+        with contextlib.suppress(SandboxError):
+            _, entry = self.find(name, namespace)
+            return f"{entry.obj['metadata']['namespace']}/{name}"
+        with self.lock:
+            for sts in self.objects["statefulsets"].values():
+                meta = sts["metadata"]
+                ordinal = name.removeprefix(f"{meta['name']}-")
+                same_namespace = not namespace or meta["namespace"] == namespace
+                if ordinal != name and ordinal.isdigit() and same_namespace:
+                    return f"{meta['namespace']}/{name}"
+        self.find(name, namespace)  # raises, naming the pods
+        raise AssertionError("unreachable")
+
     def stop_pod(self, name: str, namespace: str | None) -> None:
-        node, entry = self.find(name, namespace)
-        node.hold(entry, GRACE_CAP + 10)
+        key = self._slot(name, namespace)
+        self.held.add(key)
+        with contextlib.suppress(SandboxError):
+            node, entry = self.find(name, key.split("/")[0])
+            node.stop_entry(entry, GRACE_CAP + 10)
+        self.changed()
 
     def start_pod(self, name: str, namespace: str | None) -> None:
-        node, entry = self.find(name, namespace)
-        node.release(entry)
+        key = self._slot(name, namespace)
+        self.held.discard(key)
+        for node in self.nodes:
+            node.released(key)
+        self.changed()
 
     def lose_volume(self, name: str, namespace: str | None, only: list[str]) -> list[str]:
         """Stop the pod, empty the directories of its claims (those made from the claim
         templates in `only`, when given), start it again (a stopped pod stays stopped)."""
         node, entry = self.find(name, namespace)
         meta = entry.obj["metadata"]
+        key = f"{meta['namespace']}/{meta['name']}"
         claims = [
             str((v.get("persistentVolumeClaim") or {}).get("claimName"))
             for v in (entry.obj.get("spec") or {}).get("volumes") or []
@@ -474,17 +499,15 @@ class Cluster:
             )
         chosen = [templates[t] for t in only] if only else claims
         paths = [node.claim_path(meta["namespace"], claim) for claim in chosen]
-        was_held = entry.held
-
-        def wipe() -> None:
-            for claim, path in zip(chosen, paths, strict=True):
-                shutil.rmtree(path, ignore_errors=True)
-                path.mkdir(parents=True, exist_ok=True)
-                self.event(f"claim {meta['namespace']}/{claim}: its disk lost, now empty")
-
-        node.hold(entry, GRACE_CAP + 10, wipe)
+        was_held = key in self.held
+        self.held.add(key)
+        node.stop_entry(entry, GRACE_CAP + 10)
+        for claim, path in zip(chosen, paths, strict=True):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True, exist_ok=True)
+            self.event(f"claim {meta['namespace']}/{claim}: its disk lost, now empty")
         if not was_held:
-            node.release(entry)
+            self.start_pod(meta["name"], meta["namespace"])
         return chosen
 
     def stop_all(self) -> None:
@@ -556,29 +579,9 @@ class Cluster:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         ns = request.get("namespace")
-        if op == "ping":
-            return {"pid": os.getpid(), "subnet": self.network.subnet}
-        if op == "status":
-            return {"status": self.status()}
-        if op == "exec_spec":
-            return {
-                "spec": self.exec_spec(
-                    str(request["pod"]),
-                    ns,
-                    request.get("container"),
-                    str(request.get("program", "etcdctl")),
-                    list(request.get("args") or []),
-                )
-            }
-        if op == "kill":
-            pod = self.find_pod(str(request["pod"]), ns)
-            try:
-                killed = pod.signal(
-                    request.get("container"), int(request.get("signal", signal.SIGTERM))
-                )
-            except LookupError as err:
-                raise SandboxError(str(err), 1) from err
-            return {"container": killed}
+        answer = read_request(self, request)
+        if answer is not None:
+            return answer
         if op == "release":
             self.release = {
                 "name": request.get("release"),
@@ -590,7 +593,7 @@ class Cluster:
             return {}
         if op == "shutdown":
             processes = len(self.records.entries())
-            threading.Thread(target=self._shutdown_then_exit, daemon=True).start()
+            threading.Thread(target=self.shutdown_then_exit, daemon=True).start()
             return {"processes": processes}
         if self.stopping.is_set():
             raise SandboxError("the sandbox is stopping", 2)
@@ -646,38 +649,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cert-manager", action="store_true")
     args = parser.parse_args(argv)
     state = StateDir(args.state_dir)
-    error_file = state.root / "daemon.error"
-    with contextlib.suppress(FileNotFoundError):
-        error_file.unlink()
     cluster = Cluster(state.root, args.namespace, args.subnet, args.cert_manager)
-    try:
-        cluster.start(args.bin_dir)
-    except (SandboxError, AddressInUse, ApiError, OSError) as err:
-        write_json(error_file, {"code": getattr(err, "code", 2), "error": str(err)})
-        cluster.shutdown()
-        return 2
-    socket_path = state.socket
-    with contextlib.suppress(FileNotFoundError):
-        socket_path.unlink()
-    server = Server(str(socket_path), cluster)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(
-            signum,
-            lambda *_: threading.Thread(target=cluster._shutdown_then_exit, daemon=True).start(),
-        )
-    threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-    ).start()
-    state.daemon_pid.write_text(f"{os.getpid()}\n")
-    cluster.exit_now.wait()
-    time.sleep(0.1)
-    server.shutdown()
-    server.server_close()
-    with contextlib.suppress(FileNotFoundError):
-        socket_path.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        state.daemon_pid.unlink()
-    return 0
+
+    def start() -> None:
+        try:
+            cluster.start(args.bin_dir)
+        except ApiError as err:
+            raise SandboxError(
+                f"the control plane refused a request while starting: {err}", 2
+            ) from err
+
+    return serve(state, cluster, start, cluster.shutdown)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from etcd_chart.helm import find_tool
 from etcd_chart.sandbox import client
 from etcd_chart.sandbox.binaries import BIN_DIR_ENV
 from etcd_chart.sandbox.client import ControlError
-from etcd_chart.sandbox.helmrun import run_helm
+from etcd_chart.sandbox.helmrun import check_runnable, run_helm
 from etcd_chart.sandbox.launch import launcher_argv
 from etcd_chart.sandbox.render import (
     RenderArgs,
@@ -326,10 +326,11 @@ def _apply(
     return status
 
 
-def _needs_cert_manager(render_args: RenderArgs) -> bool:
-    if not render_args.chart:
-        return False
-    return "apiVersion: cert-manager.io/" in helm_template(render_args)
+def _preflight(render_args: RenderArgs, bin_dir: str | None) -> bool:
+    """Refuse what cannot run before anything starts; whether cert-manager is needed."""
+    text = helm_template(render_args)
+    check_runnable(text, render_args.namespace, bin_dir)
+    return "apiVersion: cert-manager.io/" in text
 
 
 def _create_objects(state: StateDir, paths: list[str], namespace: str) -> None:
@@ -357,7 +358,7 @@ def _up_real(state: StateDir, args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         bin_dir = _bin_dir(args)
-        extra = ["--cert-manager"] if _needs_cert_manager(render_args) else []
+        extra = ["--cert-manager"] if _preflight(render_args, bin_dir) else []
         if bin_dir:
             extra += ["--bin-dir", bin_dir]
         daemon = client.spawn_daemon(
@@ -375,22 +376,18 @@ def _up_real(state: StateDir, args: argparse.Namespace) -> int:
             },
         )
         _create_objects(state, args.objects, args.namespace)
-        run_helm(state, "install", render_args, args.timeout, not args.no_post_renderer)
+        try:
+            run_helm(state, "install", render_args, args.timeout, not args.no_post_renderer)
+        except RenderError as err:
+            raise _helm_failed(state, args.namespace, err) from err
         installed = time.monotonic()
         status = client.request(
             state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
         )["status"]
     except KeyboardInterrupt:
-        client.stop(state)
-        _remove_new_files(state, before)
-        return _fail("interrupted: stopped everything", 130)
+        return _failed_up(state, before, None)
     except (ControlError, RenderError) as err:
-        message = str(err)
-        if str(state.daemon_log) in message:
-            message += "\n" + tail(state.daemon_log, 15)
-        client.stop(state)
-        removed = _remove_new_files(state, before)
-        return _fail(f"up failed; stopped everything{removed}:\n{message}", err.code)
+        return _failed_up(state, before, err)
     print(_summary(status))
     print(
         f"control plane ready in {plane_ready - started:.1f} s, release installed "
@@ -402,13 +399,44 @@ def _up_real(state: StateDir, args: argparse.Namespace) -> int:
     return 0
 
 
+def _failed_hook_logs(state: StateDir, namespace: str) -> str:
+    """The log tails of the failed hook Jobs' pods (Helm says only that a hook failed)."""
+    result = subprocess.run(  # noqa: S603
+        [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "-n", namespace, "get",
+         "pods", "-l", "batch.kubernetes.io/job-name", "-o", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        return ""
+    lines = []
+    for pod in json.loads(result.stdout).get("items", []):
+        if (pod.get("status") or {}).get("phase") != "Failed":
+            continue
+        name = pod["metadata"]["name"]
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            log = state.log_file(namespace, name, container["name"])
+            if log.exists():
+                lines.append(f"hook pod {namespace}/{name} container {container['name']} ({log}):")
+                lines += [f"  {line}" for line in tail(log, 10).splitlines()]
+    return "\n".join(lines)
+
+
+def _helm_failed(state: StateDir, namespace: str, err: RenderError) -> RenderError:
+    logs = _failed_hook_logs(state, namespace) if "hook" in str(err) else ""
+    return RenderError(f"{err}\n{logs}" if logs else str(err), err.code)
+
+
 def _upgrade_real(state: StateDir, args: argparse.Namespace) -> int:
     render_args = _render_args(args)
     if render_args is None or not render_args.chart:
         return _fail("give a chart directory (the real control plane upgrades it with helm)", 1)
     try:
+        _preflight(render_args, _bin_dir(args))
         _create_objects(state, args.objects, args.namespace)
-        run_helm(state, "upgrade", render_args, args.timeout, not args.no_post_renderer)
+        try:
+            run_helm(state, "upgrade", render_args, args.timeout, not args.no_post_renderer)
+        except RenderError as err:
+            raise _helm_failed(state, args.namespace, err) from err
         status = client.request(
             state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
         )["status"]
@@ -449,19 +477,27 @@ def _up(state: StateDir, args: argparse.Namespace) -> int:
             client.wait_daemon(state, daemon)
         status = _apply(state, args, "install", text)
     except KeyboardInterrupt:
-        client.stop(state)
-        _remove_new_files(state, before)
-        return _fail("interrupted: stopped everything", 130)
+        return _failed_up(state, before, None)
     except (ControlError, RenderError) as err:
-        message = str(err)
-        if str(state.daemon_log) in message:
-            message += "\n" + tail(state.daemon_log, 15)
-        client.stop(state)
-        removed = _remove_new_files(state, before)
-        return _fail(f"up failed; stopped everything{removed}:\n{message}", err.code)
+        return _failed_up(state, before, err)
     print(_summary(status))
     print(f"status: {state.status}")
     return 0
+
+
+def _failed_up(
+    state: StateDir, before: set[str] | None, err: ControlError | RenderError | None
+) -> int:
+    """Stop everything a failed (or interrupted: `err` None) `up` started and remove what it
+    wrote; says why."""
+    client.stop(state)
+    removed = _remove_new_files(state, before)
+    if err is None:
+        return _fail("interrupted: stopped everything", 130)
+    message = str(err)
+    if str(state.daemon_log) in message:
+        message += "\n" + tail(state.daemon_log, 15)
+    return _fail(f"up failed; stopped everything{removed}:\n{message}", err.code)
 
 
 def _remove_new_files(state: StateDir, before: set[str] | None) -> str:

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -339,10 +339,7 @@ class Daemon:
         self.kicked.set()
 
     def event(self, message: str) -> None:
-        with self._log_lock:
-            now = time.time()
-            stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
-            print(f"{stamp} {message}", flush=True)
+        log_event(self._log_lock, message)
 
     def pod_gone(self, pod: Pod) -> None:
         with self.lock:
@@ -1167,29 +1164,9 @@ class Daemon:
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         ns = request.get("namespace")
-        if op == "ping":
-            return {"pid": os.getpid(), "subnet": self.network.subnet}
-        if op == "status":
-            return {"status": self.status()}
-        if op == "exec_spec":
-            return {
-                "spec": self.exec_spec(
-                    str(request["pod"]),
-                    ns,
-                    request.get("container"),
-                    str(request.get("program", "etcdctl")),
-                    list(request.get("args") or []),
-                )
-            }
-        if op == "kill":
-            pod = self.find_pod(str(request["pod"]), ns)
-            try:
-                killed = pod.signal(
-                    request.get("container"), int(request.get("signal", signal.SIGTERM))
-                )
-            except LookupError as err:
-                raise SandboxError(str(err), 1) from err
-            return {"container": killed}
+        answer = read_request(self, request)
+        if answer is not None:
+            return answer
         if op == "put_objects":
             return {"stored": self.put_existing(list(request.get("objects") or []), ns)}
         # Outside `busy`, so that a pod can be stopped or started while an upgrade waits on it.
@@ -1204,7 +1181,7 @@ class Daemon:
             return {"status": self.status()}
         if op == "shutdown":
             processes = len(self.records.entries())
-            threading.Thread(target=self._shutdown_then_exit, daemon=True).start()
+            threading.Thread(target=self.shutdown_then_exit, daemon=True).start()
             return {"processes": processes}
         if self.stopping.is_set():
             raise SandboxError("the sandbox is stopping", 2)
@@ -1225,7 +1202,7 @@ class Daemon:
                 return {}
         raise SandboxError(f"unknown request {op!r}", 2)
 
-    def _shutdown_then_exit(self) -> None:
+    def shutdown_then_exit(self) -> None:
         if self._shutting_down.is_set():
             return
         self._shutting_down.set()
@@ -1275,21 +1252,74 @@ class Server(socketserver.ThreadingUnixStreamServer):
         super().__init__(path, _Handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m etcd_chart.sandbox.daemon")
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--namespace", default="default")
-    parser.add_argument("--subnet")
-    args = parser.parse_args(argv)
-    state = StateDir(args.state_dir)
+class Inspectable(Protocol):
+    network: Network
+
+    def status(self) -> dict[str, Any]: ...
+    def find_pod(self, name: str, namespace: str | None) -> Pod: ...
+    def exec_spec(
+        self,
+        name: str,
+        namespace: str | None,
+        container_name: str | None,
+        program: str,
+        args: list[str],
+    ) -> dict[str, Any]: ...
+
+
+def read_request(daemon: Inspectable, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The answer to the requests both daemons serve alike (ping, status, exec_spec, kill);
+    None for any other."""
+    op = request.get("op")
+    ns = request.get("namespace")
+    if op == "ping":
+        return {"pid": os.getpid(), "subnet": daemon.network.subnet}
+    if op == "status":
+        return {"status": daemon.status()}
+    if op == "exec_spec":
+        return {
+            "spec": daemon.exec_spec(
+                str(request["pod"]),
+                ns,
+                request.get("container"),
+                str(request.get("program", "etcdctl")),
+                list(request.get("args") or []),
+            )
+        }
+    if op == "kill":
+        pod = daemon.find_pod(str(request["pod"]), ns)
+        try:
+            killed = pod.signal(
+                request.get("container"), int(request.get("signal", signal.SIGTERM))
+            )
+        except LookupError as err:
+            raise SandboxError(str(err), 1) from err
+        return {"container": killed}
+    return None
+
+
+class Serving(Handles, Protocol):
+    exit_now: threading.Event
+
+    def shutdown_then_exit(self) -> None: ...
+
+
+def serve(
+    state: StateDir,
+    daemon: Serving,
+    start: Callable[[], None],
+    failed_start: Callable[[], None] = lambda: None,
+) -> int:
+    """Start `daemon`, then answer on the control socket until it asks to exit. A failed start
+    is written to `daemon.error` for the command that spawned it."""
     error_file = state.root / "daemon.error"
     with contextlib.suppress(FileNotFoundError):
         error_file.unlink()
-    daemon = Daemon(state.root, args.namespace, args.subnet)
     try:
-        daemon.start()
-    except (SandboxError, AddressInUse) as err:
+        start()
+    except (SandboxError, AddressInUse, OSError) as err:
         write_json(error_file, {"code": getattr(err, "code", 2), "error": str(err)})
+        failed_start()
         return 2
     socket_path = state.socket
     with contextlib.suppress(FileNotFoundError):
@@ -1298,7 +1328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(
             signum,
-            lambda *_: threading.Thread(target=daemon._shutdown_then_exit, daemon=True).start(),
+            lambda *_: threading.Thread(target=daemon.shutdown_then_exit, daemon=True).start(),
         )
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
@@ -1313,6 +1343,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(FileNotFoundError):
         state.daemon_pid.unlink()
     return 0
+
+
+def log_event(lock: threading.Lock, message: str) -> None:
+    """One line of the daemon log, stamped HH:MM:SS.mmm."""
+    with lock:
+        now = time.time()
+        stamp = time.strftime("%H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+        print(f"{stamp} {message}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m etcd_chart.sandbox.daemon")
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--subnet")
+    args = parser.parse_args(argv)
+    state = StateDir(args.state_dir)
+    daemon = Daemon(state.root, args.namespace, args.subnet)
+    return serve(state, daemon, daemon.start)
 
 
 if __name__ == "__main__":

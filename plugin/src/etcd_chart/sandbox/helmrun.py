@@ -5,13 +5,17 @@ Helm runs the hooks itself."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from etcd_chart.helm import REPO_ROOT, ToolMissing, helm_major
+from etcd_chart.sandbox import podspec
 from etcd_chart.sandbox.render import RenderArgs, RenderError
 from etcd_chart.sandbox.state import StateDir
+from etcd_chart.yamlio import YamlError, load_stream
 
 PLUGIN_DIR = REPO_ROOT / "plugin"
 POST_RENDER_EXECUTABLE = PLUGIN_DIR / "bin" / "etcd-post-render"
@@ -118,3 +122,50 @@ def run_helm(
         shown = " ".join(command[:4])
         raise RenderError(f"{shown} failed:\n{result.stderr.strip()}", 1)
     return result.stdout
+
+
+def check_runnable(text: str, namespace: str, bin_dir: str | None) -> None:
+    """Before anything is installed: every pod template of the rendered chart can run here (an
+    etcd image whose tag names a release this machine has binaries for, and nothing the process
+    kubelet cannot do). RenderError 1 for what it cannot run, 2 for missing binaries."""
+    tools = podspec.Tools()
+    tools.set_bin_dir(bin_dir)
+    try:
+        documents = load_stream(text)
+    except YamlError as err:
+        raise RenderError(str(err), 1) from err
+    sources = {id(d.body): d.source for d in documents}
+    objects = [d.body for d in documents if isinstance(d.body, dict)]
+    configmaps = {
+        (str(o["metadata"].get("namespace") or namespace), str(o["metadata"].get("name"))): o
+        for o in objects
+        if o.get("kind") == "ConfigMap" and isinstance(o.get("metadata"), dict)
+    }
+
+    def lookup(kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        return configmaps.get((ns, name)) if kind == "ConfigMap" else None
+
+    errors: list[str] = []
+    for obj in objects:
+        if obj.get("kind") not in ("StatefulSet", "Deployment", "Job"):
+            continue
+        meta = obj.get("metadata") or {}
+        where = f"{obj['kind']} {meta.get('namespace') or namespace}/{meta.get('name')}"
+        if sources.get(id(obj)):
+            where = f"{sources[id(obj)]}: {where}"
+        template = copy.deepcopy((obj.get("spec") or {}).get("template") or {})
+        spec = template.setdefault("spec", {})
+        claims = [
+            str((t.get("metadata") or {}).get("name"))
+            for t in (obj.get("spec") or {}).get("volumeClaimTemplates") or []
+        ]
+        spec["volumes"] = [
+            *(spec.get("volumes") or []),
+            *({"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims),
+        ]
+        try:
+            errors += podspec.check_template(where, template, tools, lookup, namespace)
+        except podspec.ToolMissing as err:
+            raise RenderError(str(err), 2) from err
+    if errors:
+        raise RenderError("\n".join(errors), 1)

@@ -11,7 +11,6 @@ import http.client
 import json
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,6 @@ class KubeApi:
         self.port = parts.port or 443
         self._context = ssl.create_default_context(cafile=str(credentials.ca))
         self._context.load_cert_chain(str(credentials.cert), str(credentials.key))
-        self._local = threading.local()
 
     def _connection(self, timeout: float | None = None) -> http.client.HTTPSConnection:
         return http.client.HTTPSConnection(
@@ -187,12 +185,3 @@ def informer(
             on_error(f"{path}: {err}")
             stop.wait(delay)
             delay = min(delay * 2, 5.0)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()

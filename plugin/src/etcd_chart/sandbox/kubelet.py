@@ -13,8 +13,9 @@ NodeRestriction admission plugin check every call as they would a real kubelet's
   certificate reaches a running member; persistent volumes are the directories the sandbox's
   local provisioner made for the bound PersistentVolume.
 
-Faults the sandbox adds (`etcd-chart sandbox stop/start`): a held pod keeps its API object but
-its containers stay stopped until released, like a node whose runtime is down.
+Faults the sandbox adds (`etcd-chart sandbox stop/start`, `stop-all/start-all`): a held pod
+name (also one the StatefulSet has not created yet, and again after it recreates the pod) keeps
+its API object but its containers stay stopped until released, like a node whose runtime is down.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -67,6 +67,7 @@ class Machine(Protocol):
     def forget_process(self, key: str) -> None: ...
     def changed(self) -> None: ...
     def event(self, message: str) -> None: ...
+    def is_held(self, key: str) -> bool: ...
 
 
 @dataclass
@@ -79,7 +80,6 @@ class _Entry:
     sent: Any = None
     last_status: dict[str, Any] = field(default_factory=dict)
     start_time: str = ""
-    held: bool = False
     finished: bool = False
     deleted: bool = False
 
@@ -217,13 +217,7 @@ class Node:
     def shutdown(self, timeout: float) -> None:
         """Stop every container (the pods stay in the API, as on a node that goes down)."""
         self.stop.set()
-        with self.lock:
-            pods = [e.pod for e in self.entries.values() if e.pod is not None]
-        for pod in pods:
-            pod.delete()
-        deadline = time.monotonic() + timeout
-        for pod in pods:
-            pod.wait_gone(max(deadline - time.monotonic(), 0.1))
+        self.stop_all(timeout)
 
     def register(self) -> None:
         address = self.machine.host_ip()
@@ -485,21 +479,20 @@ class Node:
                     return entry
         return None
 
-    def hold(
-        self, entry: _Entry, timeout: float, between: Callable[[], None] | None = None
-    ) -> None:
-        """Stop the pod's containers and keep them stopped (until `release`)."""
+    def stop_entry(self, entry: _Entry, timeout: float) -> None:
+        """Stop the containers of a pod whose name the machine now holds."""
         with self.lock:
-            entry.held = True
             pod = entry.pod
         if pod is not None:
             pod.delete()
             pod.wait_gone(timeout)
-        if between is not None:
-            between()
+
+    def held(self, entry: _Entry) -> bool:
+        meta = entry.obj["metadata"]
+        return self.machine.is_held(f"{meta['namespace']}/{meta['name']}")
 
     def kept_down(self, entry: _Entry) -> bool:
-        return entry.held or self.all_stopped
+        return self.held(entry) or self.all_stopped
 
     def stop_all(self, timeout: float) -> None:
         with self.lock:
@@ -515,16 +508,18 @@ class Node:
         with self.lock:
             self.all_stopped = False
             for entry in list(self.entries.values()):
-                if not entry.held:
+                if not self.held(entry):
                     entry.last_pod = None
                     self._sync(entry)
 
-    def release(self, entry: _Entry) -> None:
+    def released(self, key: str) -> None:
+        """The machine released `key`: start its pod, unless everything is stopped."""
         with self.lock:
-            entry.held = False
-            if not self.all_stopped:
-                entry.last_pod = None
-                self._sync(entry)
+            for entry in list(self.entries.values()):
+                meta = entry.obj["metadata"]
+                if f"{meta['namespace']}/{meta['name']}" == key and not self.kept_down(entry):
+                    entry.last_pod = None
+                    self._sync(entry)
 
 
 def _deleting(obj: dict[str, Any]) -> bool:

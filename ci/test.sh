@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: installs what it needs (ci/install-tools.sh), then
 # lints, type-checks and runs pytest (unit, chart renders with Helm 3 and 4, end-to-end with real etcd).
-# Extra arguments go to pytest, e.g. `bash ci/test.sh tests/unit -k postrender`.
+# Extra arguments go to pytest, e.g. `bash ci/test.sh tests/unit -k postrender`. Tests run in
+# $TEST_WORKERS pytest-xdist workers (default 2; 0 runs them in this process), a test module's
+# tests together in one worker, since its fixtures (a sandbox, a control plane) are shared.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -15,4 +17,8 @@ mypy --config-file plugin/pyproject.toml plugin/src chart/files/member_agent.py
 echo "== generated files"
 python ci/generate.py --check
 echo "== pytest"
-exec python -m pytest "$@"
+workers=${TEST_WORKERS:-2}
+if [ "$workers" = 0 ]; then
+  exec python -m pytest "$@"
+fi
+exec python -m pytest -n "$workers" --dist loadscope "$@"

@@ -36,12 +36,20 @@ def run_cli(
     )
 
 
+def control_plane_of(request: pytest.FixtureRequest) -> str:
+    """The test's `@pytest.mark.control_plane(...)`, else its module's CONTROL_PLANE."""
+    marker = request.node.get_closest_marker("control_plane")
+    if marker is not None:
+        return str(marker.args[0])
+    return str(getattr(request.module, "CONTROL_PLANE", "emulated"))
+
+
 @pytest.fixture
 def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Sandbox]]:
     """Factory: `sandbox("chart/", "--set", "replicas=5", name="a")` -> a running Sandbox.
     A test module with `CONTROL_PLANE = "real"` gets sandboxes on the real control plane."""
     created: list[Sandbox] = []
-    mode = getattr(request.module, "CONTROL_PLANE", "emulated")
+    mode = control_plane_of(request)
 
     def make(
         *render_args: str, name: str = "sandbox", timeout: float = 240, **kwargs: Any
@@ -56,6 +64,9 @@ def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable
     problems = []
     for handle in created:
         subnet = subnet_of(handle.state_dir)
+        if not handle.state_dir.exists():  # a failed `up` removed it; what it left is checked
+            problems += leftovers(handle.state_dir, subnet)
+            continue
         result = handle.down(purge=True)
         if result.returncode != 0:
             problems.append(f"down failed: {result.stderr}")
@@ -65,11 +76,32 @@ def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable
     assert problems == [], "\n".join(problems)
 
 
+# The write outages every test recorded, gathered where the terminal summary is written: they
+# travel in the test reports, so that they reach it from pytest-xdist's workers too.
+OUTAGE_PROPERTY = "write_outage"
+REPORTED_OUTAGES: list[tuple[str, float, int]] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    report.user_properties.extend((OUTAGE_PROPERTY, list(entry)) for entry in WRITE_OUTAGES)
+    WRITE_OUTAGES.clear()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == OUTAGE_PROPERTY:
+            scenario, seconds, acknowledged = value
+            REPORTED_OUTAGES.append((str(scenario), float(seconds), int(acknowledged)))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not WRITE_OUTAGES:
+    if not REPORTED_OUTAGES:
         return
     terminalreporter.write_sep("-", "longest write outage per scenario")
-    for scenario, seconds, acknowledged in WRITE_OUTAGES:
+    for scenario, seconds, acknowledged in REPORTED_OUTAGES:
         terminalreporter.write_line(
             f"{scenario:<60} {seconds:6.2f} s   ({acknowledged} writes acknowledged by then)"
         )
@@ -82,9 +114,17 @@ def no_strays() -> Callable[[Path, str | None], None]:
 
 
 @pytest.fixture
-def sandbox_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
-    """`sandbox_cli("up", "--manifest", ..., env=...)`: the command line, output captured."""
-    return run_cli
+def sandbox_cli(request: pytest.FixtureRequest) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`sandbox_cli("up", "--manifest", ..., env=...)`: the command line, output captured, on the
+    module's `CONTROL_PLANE` as the `sandbox` fixture."""
+    mode = control_plane_of(request)
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env={**(env or os.environ), CONTROL_PLANE_ENV: mode}, timeout=timeout)
+
+    return run
 
 
 @pytest.fixture(scope="session")

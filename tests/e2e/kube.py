@@ -1,4 +1,5 @@
-"""Talking to the sandbox's real control plane from the tests: kubectl and raw API calls."""
+"""Talking to a real control plane from the tests: kubectl and raw API calls, on the shared
+control plane fixture or on a sandbox's own."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import ssl
 import subprocess
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from etcd_chart.helm import find_tool
+from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.controlplane import ControlPlane
 
 
@@ -41,3 +44,40 @@ def api(
             return int(answer.status)
     except urllib.error.HTTPError as err:
         return int(err.code)
+
+
+def sandbox_kubectl(sb: Sandbox, *args: str) -> str:
+    """`kubectl` against a sandbox's control plane, in its release's namespace."""
+    namespace = sb.status()["release"]["namespace"]
+    result = subprocess.run(
+        [find_tool("kubectl"), f"--kubeconfig={sb.state_dir / 'kubeconfig'}", "-n", namespace]
+        + list(args),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def sandbox_json(sb: Sandbox, *args: str) -> Any:
+    """The object(s) as JSON; None for nothing (`--ignore-not-found` prints nothing)."""
+    text = sandbox_kubectl(sb, *args, "-o", "json")
+    return json.loads(text) if text.strip() else None
+
+
+def claim_directory(sb: Sandbox, claim: str) -> Path | None:
+    """The local directory behind a bound claim of the sandbox's release, None while unbound."""
+    pvc = sandbox_json(sb, "get", "pvc", claim, "--ignore-not-found")
+    volume = (pvc or {}).get("spec", {}).get("volumeName")
+    if not volume or (pvc.get("status") or {}).get("phase") != "Bound":
+        return None
+    pv = sandbox_json(sb, "get", "pv", volume)
+    return Path(pv["spec"]["local"]["path"])
+
+
+def deployed_revision(sb: Sandbox, release: str = "etcd") -> int:
+    """The revision Helm last marked deployed: Helm marks it once the hooks before an upgrade
+    have passed and the manifests are applied (the sandbox runs Helm without --wait)."""
+    secrets = sandbox_json(sb, "get", "secrets", "-l", f"owner=helm,name={release},status=deployed")
+    return max((int(s["metadata"]["labels"]["version"]) for s in secrets["items"]), default=0)

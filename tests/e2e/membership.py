@@ -167,3 +167,14 @@ def assert_nothing_lost(sb: Sandbox, ledger: Ledger, replicas: int) -> None:
     )
     for endpoint in endpoints(sb.status(), pod_names(replicas)):
         assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
+
+
+def change_members(sb: Sandbox, pod: str, *args: str) -> None:
+    """`etcdctl member ARGS` through `pod`, retried while etcd refuses a change because a member
+    (re)connected less than 5 s ago ("unhealthy cluster")."""
+    for _ in range(30):
+        result = sb.etcdctl(pod, "member", *args)
+        if result.returncode == 0 or "unhealthy cluster" not in result.stderr:
+            break
+        time.sleep(1)
+    assert result.returncode == 0, result.stderr

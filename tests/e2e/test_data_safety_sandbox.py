@@ -11,6 +11,9 @@ etcd-0 comes back first, then etcd-1, while etcd-2 stays down. etcd-0's snapshot
 a WAL are damaged data: its agent waits (never starts etcd on them, never with `new`), and once
 etcd-2 is back it moves them aside and rejoins. No acknowledged write is ever read back as
 missing, and every member only ever reports the original cluster ID.
+
+Both on the real control plane: claims are provisioned for the node the scheduler chose, and the
+pods are recreated by the real StatefulSet controller.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pathlib import Path
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
+from kube import claim_directory
 from ledger import EtcdGateway, Ledger
 from membership import (
     WRITE_OUTAGES,
+    change_members,
     client_tls,
     cluster_id,
     endpoints,
@@ -37,6 +42,7 @@ from membership import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CONTROL_PLANE = "real"
 
 
 @pytest.fixture
@@ -90,7 +96,8 @@ def test_a_lost_wal_claim_in_a_full_outage_loses_no_acknowledged_write(
     sandbox: Callable[..., Sandbox], chart_dir: Path, ledgers: list[Ledger]
 ) -> None:
     values = str(chart_dir / "ci" / "separate-wal-values.yaml")
-    sb = sandbox(str(chart_dir), "-f", values)
+    classes = ["--storage-class", "standard", "--storage-class", "fast-ssd"]  # as the values say
+    sb = sandbox(str(chart_dir), "-f", values, *classes)
     ids = wait_converged(sb, 3)
     original = cluster_id(sb, "etcd-0")
     status = sb.status()
@@ -186,21 +193,13 @@ def test_a_joining_member_whose_first_start_failed_joins_the_existing_cluster(
     ledger = Ledger(endpoints(status, pod_names(3)), tls=client_tls(status))
     ledgers.append(ledger.start())
 
-    # Scale 3 -> 4. etcd-3 is added as a learner (as its agent does), and its first etcd start
-    # fails before a WAL exists; then its pod is created again.
+    # Scale 3 -> 4 with etcd-3's pod held at its node. etcd-3 is added as a learner (as its
+    # agent does), and its first etcd start fails before a WAL exists, on the claim the
+    # provisioner made for it; then its pod runs.
     sb.stop("etcd-3")
     own = next(m for m in members(sb, "etcd-0") if m["name"] == "etcd-0")
     peer_url = own["peerURLs"][0].replace("etcd-0.", "etcd-3.", 1)
-    for _ in range(30):  # etcd refuses changes for 5 s after a member (re)connects
-        added = sb.etcdctl(
-            "etcd-0", "member", "add", "etcd-3", "--learner", f"--peer-urls={peer_url}"
-        )
-        if added.returncode == 0 or "unhealthy cluster" not in added.stderr:
-            break
-        time.sleep(1)
-    assert added.returncode == 0, added.stderr
-    (claim,) = sb.state_dir.glob("volumes/*/data-etcd-0")
-    failed_first_start(etcd_bin, claim.parent / "data-etcd-3" / "data")
+    change_members(sb, "etcd-0", "add", "etcd-3", "--learner", f"--peer-urls={peer_url}")
     outcome: dict[str, object] = {}
 
     def upgrade() -> None:
@@ -217,7 +216,14 @@ def test_a_joining_member_whose_first_start_failed_joins_the_existing_cluster(
     upgrading = threading.Thread(target=upgrade)
     upgrading.start()
     try:
-        time.sleep(5)
+        wait_for(
+            lambda: claim_directory(sb, "data-etcd-3") is not None,
+            "etcd-3's claim to be bound",
+            timeout=120,
+        )
+        data = claim_directory(sb, "data-etcd-3")
+        assert data is not None
+        failed_first_start(etcd_bin, data / "data")
         sb.start("etcd-3")
         now = wait_converged(sb, 4)
     finally:

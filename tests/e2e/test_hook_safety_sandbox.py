@@ -4,6 +4,8 @@
   hook; a real scale-down with no member answering is refused, and the message says how out.
 - A hook that cannot finish gives up by itself inside its budget, which stays inside the time
   the upgrade waits for hooks; no member is removed after the upgrade has failed.
+
+On the real control plane: Helm runs the hook Job, the real Job controller its pod.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from typing import Any
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
+from kube import deployed_revision, sandbox_json
 from ledger import Ledger
 from membership import (
+    change_members,
     client_tls,
     endpoints,
     members,
@@ -28,6 +32,7 @@ from membership import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+CONTROL_PLANE = "real"
 
 
 @pytest.fixture
@@ -62,17 +67,16 @@ def test_full_outage_upgrade_with_the_same_replicas_passes_the_hook(
     ledger.stop()
     assert ledger.acknowledged, "no write was acknowledged before the outage"
 
-    # A full outage (every pod held down; `stop-all` would hold the sandbox's upgrade lock), and
-    # the upgrade that repairs it keeps the replica count: the hook lets it through, and the
-    # pods come back once the upgrade is past its hooks.
+    # Every member down (its pods held; `stop-all` would take the nodes, where the hook runs
+    # too), and the upgrade that repairs it keeps the replica count: the hook lets it through,
+    # and the pods come back once Helm is past its hooks.
     for pod in pod_names(3):
         sb.stop(pod)
-    release_file = sb.state_dir / "release.json"
-    applied_before = release_file.stat().st_mtime_ns
+    revision = deployed_revision(sb)
     upgrading, outcome = in_background(lambda: sb.upgrade(str(chart_dir), check=False, timeout=240))
     try:
         wait_for(
-            lambda: release_file.stat().st_mtime_ns != applied_before or not upgrading.is_alive(),
+            lambda: deployed_revision(sb) > revision or not upgrading.is_alive(),
             "the upgrade to get past its hooks",
             timeout=120,
         )
@@ -86,7 +90,9 @@ def test_full_outage_upgrade_with_the_same_replicas_passes_the_hook(
     assert wait_converged(sb, 3) == ids
 
     # A real scale-down with no member answering: refused, nothing applied, the way out named.
-    sb.stop_all()
+    for pod in pod_names(3):
+        sb.stop(pod)
+    revision = deployed_revision(sb)
     refused = sb.upgrade(str(chart_dir), "--set", "replicas=1", check=False, timeout=120)
     assert refused.returncode != 0
     assert "replicas=1 cluster=unreachable record=present statefulset=3 -> refusing" in (
@@ -94,7 +100,10 @@ def test_full_outage_upgrade_with_the_same_replicas_passes_the_hook(
     ), refused.stderr
     assert "`helm upgrade --no-hooks`" in refused.stderr
     assert "scaleDown.enabled=false" in refused.stderr
-    sb.start_all()
+    assert deployed_revision(sb) == revision
+    assert sandbox_json(sb, "get", "statefulset", "etcd")["spec"]["replicas"] == 3
+    for pod in pod_names(3):
+        sb.start(pod)
     assert wait_converged(sb, 3) == ids
     for endpoint in endpoints(sb.status(), pod_names(3)):
         assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
@@ -130,4 +139,42 @@ def test_a_hook_that_cannot_finish_gives_up_inside_the_upgrades_wait(
     time.sleep(1)
     ledger.stop()
     for endpoint in endpoints(sb.status(), pod_names(5)):
+        assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
+
+
+def test_a_member_removed_while_its_pod_stays_deletes_its_pod_and_rejoins(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, ledger_for: Callable[..., Ledger]
+) -> None:
+    """What a hook that outlived Helm leaves behind: a member removed while the StatefulSet still
+    wants its pod. Its etcd exits at once on every restart and init containers do not run again;
+    after --rejoin-after (the hook's budget + 60 s; 60 s with no hook, as here, to keep the test
+    short) its agent deletes its own pod through the API (RBAC: delete on the release's pod
+    names), the StatefulSet controller creates it again, and its prepare joins as a new member."""
+    sb = sandbox(str(chart_dir), "--set", "scaleDown.enabled=false")
+    ids = wait_converged(sb, 3)
+    ledger = ledger_for(sb, ["etcd-0", "etcd-1"])
+    before = sandbox_json(sb, "get", "pod", "etcd-2")["metadata"]["uid"]
+    change_members(sb, "etcd-0", "remove", f"{ids['etcd-2']:x}")
+    started = time.monotonic()
+    wait_for(
+        lambda: (
+            (sandbox_json(sb, "get", "pod", "etcd-2", "--ignore-not-found") or {})
+            .get("metadata", {})
+            .get("uid", before)
+            != before
+        ),
+        "etcd-2's pod to be deleted and created again",
+        timeout=180,
+    )
+    waited = time.monotonic() - started
+    assert waited >= 60, f"the pod was deleted after {waited:.0f} s, before --rejoin-after (60 s)"
+    now = wait_converged(sb, 3)
+    assert {n: now[n] for n in ("etcd-0", "etcd-1")} == {n: ids[n] for n in ("etcd-0", "etcd-1")}
+    assert now["etcd-2"] != ids["etcd-2"]
+    prepare = sb.logs("etcd-2", "prepare")
+    assert "moved data to /var/lib/etcd/data.removed-" in prepare, prepare
+    ledger.set_endpoints(endpoints(sb.status(), pod_names(3)))
+    time.sleep(1)
+    ledger.stop()
+    for endpoint in endpoints(sb.status(), pod_names(3)):
         assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"

@@ -4,17 +4,16 @@ through the API coming back from the real StatefulSet controller, all under a ru
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.helmrun import helm_env
 from etcd_chart.sandbox.state import StateDir
+from kube import sandbox_json
 from membership import (
     Writer,
     assert_nothing_lost,
@@ -26,17 +25,6 @@ from membership import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CONTROL_PLANE = "real"
-
-
-def kubectl_json(sb: Sandbox, *args: str) -> Any:
-    result = subprocess.run(
-        [find_tool("kubectl"), f"--kubeconfig={sb.state_dir / 'kubeconfig'}", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_helm_upgrade_by_hand_to_five_members(
@@ -75,9 +63,9 @@ def test_helm_upgrade_by_hand_to_five_members(
     now = settle(sb, ledger, 5, "real: helm upgrade --set replicas=5 by hand")
     assert {n: now[n] for n in pod_names(3)} == first
 
-    sts = kubectl_json(sb, "get", "statefulset", "etcd", "-n", "etcd")
+    sts = sandbox_json(sb, "get", "statefulset", "etcd")
     assert (sts["spec"]["replicas"], sts["status"]["readyReplicas"]) == (5, 5)
-    pods = kubectl_json(sb, "get", "pods", "-n", "etcd", "-l", "app.kubernetes.io/name=etcd")
+    pods = sandbox_json(sb, "get", "pods", "-l", "app.kubernetes.io/name=etcd")
     running = {
         p["metadata"]["name"]: p
         for p in pods["items"]
@@ -87,12 +75,12 @@ def test_helm_upgrade_by_hand_to_five_members(
     assert sorted(running) == pod_names(5)
     nodes = {p["spec"]["nodeName"] for p in running.values()}
     assert len(nodes) == 3, f"five members on {nodes}: the scheduler should spread them"
-    claims = kubectl_json(sb, "get", "pvc", "-n", "etcd")
+    claims = sandbox_json(sb, "get", "pvc")
     bound = sorted(
         c["metadata"]["name"] for c in claims["items"] if c["status"]["phase"] == "Bound"
     )
     assert bound == [f"data-{name}" for name in pod_names(5)]
-    namespace = kubectl_json(sb, "get", "namespace", "etcd")
+    namespace = sandbox_json(sb, "get", "namespace", "etcd")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
 
     # A pod deleted through the API is recreated by the StatefulSet controller, a new pod (uid)
@@ -101,7 +89,7 @@ def test_helm_upgrade_by_hand_to_five_members(
     sb.restart("etcd-1")
     again = settle(sb, ledger, 5, "real: etcd-1 deleted through the API")
     assert again == now
-    fresh = kubectl_json(sb, "get", "pod", "etcd-1", "-n", "etcd")
+    fresh = sandbox_json(sb, "get", "pod", "etcd-1")
     assert fresh["metadata"]["uid"] != before
     ledger.set_endpoints(endpoints(sb.status(), pod_names(5)))
     assert_nothing_lost(sb, ledger, 5)

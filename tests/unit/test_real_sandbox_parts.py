@@ -10,10 +10,21 @@ from typing import Any
 import pytest
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox import podstatus
-from etcd_chart.sandbox.helmrun import POST_RENDER_EXECUTABLE, helm_command
+from etcd_chart.sandbox.helmrun import (
+    POST_RENDER_EXECUTABLE,
+    check_references,
+    check_storage_classes,
+    helm_command,
+)
 from etcd_chart.sandbox.podspec import ApiInfo, PodContext, materialize_volumes, refresh_volumes
-from etcd_chart.sandbox.provisioner import PROVISIONER, SELECTED_NODE, storage_class, volume_for
-from etcd_chart.sandbox.render import RenderArgs, RenderError
+from etcd_chart.sandbox.provisioner import (
+    PROVISIONER,
+    SELECTED_NODE,
+    STORAGE_CLASS,
+    storage_class,
+    volume_for,
+)
+from etcd_chart.sandbox.render import RenderArgs, RenderError, helm_template
 from etcd_chart.sandbox.state import StateDir
 
 CLAIM = {
@@ -120,3 +131,77 @@ def test_helm_3_gets_the_executable_post_renderer(tmp_path: Path) -> None:
 def test_the_real_control_plane_needs_a_chart(tmp_path: Path) -> None:
     with pytest.raises(RenderError, match="give a chart directory"):
         helm_command(StateDir(tmp_path), "install", RenderArgs(manifest="x.yaml"), 60)
+
+
+POD_WITH_SECRETS = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: etcd}
+spec:
+  template:
+    spec:
+      volumes:
+        - {name: server, secret: {secretName: etcd-server-tls}}
+        - {name: ca, configMap: {name: kube-root-ca.crt}}
+        - {name: extra, secret: {secretName: maybe, optional: true}}
+      containers:
+        - name: etcd
+          env:
+            - name: ROOT_PASSWORD
+              valueFrom: {secretKeyRef: {name: etcd-root-password, key: password}}
+"""
+CERTIFICATE = """\
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: etcd-server}
+spec: {secretName: etcd-server-tls}
+"""
+
+
+def test_a_secret_nobody_makes_is_named_with_its_key_and_user() -> None:
+    with pytest.raises(RenderError) as raised:
+        check_references(POD_WITH_SECRETS + CERTIFICATE, "etcd", [])
+    assert raised.value.code == 1
+    message = str(raised.value)
+    assert message.startswith(
+        "1 Secret the pods need does not exist, and nothing in the sandbox would create it:\n"
+        "  Secret etcd/etcd-root-password (keys: password), used by StatefulSet/etcd\n"
+    ), message
+
+
+def test_secrets_made_by_cert_manager_given_or_already_there_are_not_missing() -> None:
+    given = [{"kind": "Secret", "metadata": {"name": "etcd-root-password"}}]
+    check_references(POD_WITH_SECRETS + CERTIFICATE, "etcd", given)
+    asked: list[tuple[str, str, str]] = []
+
+    def exists(kind: str, namespace: str, name: str) -> bool:
+        asked.append((kind, namespace, name))
+        return True
+
+    check_references(POD_WITH_SECRETS, "etcd", [], exists)
+    assert asked == [
+        ("Secret", "etcd", "etcd-root-password"),
+        ("Secret", "etcd", "etcd-server-tls"),
+    ]
+
+
+def test_a_storage_class_the_sandbox_does_not_serve_is_refused_with_the_flag_that_adds_it(
+    chart_dir: Path, helm4: str
+) -> None:
+    args = RenderArgs(
+        chart=str(chart_dir),
+        namespace="etcd",
+        values=[str(chart_dir / "ci" / "separate-wal-values.yaml")],
+        helm=helm4,
+    )
+    text = helm_template(args)
+    with pytest.raises(RenderError) as raised:
+        check_storage_classes(text, "etcd", [STORAGE_CLASS, "standard"])
+    assert str(raised.value) == (
+        "StatefulSet etcd/etcd: claim template wal asks for StorageClass 'fast-ssd'\n"
+        "the sandbox has no such StorageClass (it has: sandbox-local, standard; sandbox-local is "
+        "the default). Leave the class empty for the default, or let the sandbox serve the names "
+        "too: `sandbox up --storage-class fast-ssd`"
+    )
+    check_storage_classes(text, "etcd", [STORAGE_CLASS, "standard", "fast-ssd"])

@@ -7,7 +7,8 @@ with the same JSON-line requests as the emulated sandbox (`status`, `kill`, `res
 The release itself is installed by real Helm against `STATE/kubeconfig` (command.py runs it);
 this process only keeps the cluster running and answers for the pods it runs.
 
-Started as `python -m etcd_chart.sandbox.cluster --state-dir DIR [--cert-manager]`.
+Started as `python -m etcd_chart.sandbox.cluster --state-dir DIR [--cert-manager]
+[--storage-class NAME ...]`.
 """
 
 from __future__ import annotations
@@ -44,23 +45,39 @@ from etcd_chart.sandbox.daemon import (
     unshare_works,
 )
 from etcd_chart.sandbox.kubeapi import ApiError, Credentials, KubeApi, informer
-from etcd_chart.sandbox.kubelet import NODES, Node, pod_path
+from etcd_chart.sandbox.kubelet import DEFAULT_NODES, Node, node_specs, pod_path
 from etcd_chart.sandbox.network import HostEntry, Network, pod_names
 from etcd_chart.sandbox.provisioner import LocalProvisioner
 from etcd_chart.sandbox.runtime import GRACE_CAP, Pod, tail
 from etcd_chart.sandbox.state import ProcessRecord, StateDir, kill_recorded, read_json, write_json
 
-RESTRICTED = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-    "pod-security.kubernetes.io/warn": "restricted",
-}
+POD_SECURITY_LEVELS = ("restricted", "baseline", "privileged")
+
+
+def pod_security_labels(level: str) -> dict[str, str]:
+    return {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": level,
+    }
 
 
 class Cluster:
     """The control plane, the provisioner, the Nodes, the names pods resolve, the status file."""
 
-    def __init__(self, state_dir: Path, namespace: str, subnet: str | None, cert_manager: bool):
+    def __init__(
+        self,
+        state_dir: Path,
+        namespace: str,
+        subnet: str | None,
+        cert_manager: bool,
+        storage_classes: list[str],
+        pod_security: str = "restricted",
+        nodes: int = DEFAULT_NODES,
+    ):
+        self.node_count = nodes
+        self.storage_classes = storage_classes
+        self.pod_security = pod_security
         self.state = StateDir(state_dir)
         self.namespace = namespace
         self.cert_manager = cert_manager
@@ -169,9 +186,11 @@ class Cluster:
         )
         self.write_hosts()
         self._namespace()
-        self.provisioner = LocalProvisioner(self.admin, self.state.volumes, self.event)
+        self.provisioner = LocalProvisioner(
+            self.admin, self.state.volumes, self.event, self.storage_classes
+        )
         self.provisioner.start()
-        for spec in NODES:
+        for spec in node_specs(self.node_count):
             cert = pki.path(f"node-{spec.name}.crt")
             if not cert.exists():
                 pki.issue_client(f"node-{spec.name}", f"system:node:{spec.name}", ["system:nodes"])
@@ -207,15 +226,16 @@ class Cluster:
 
     def _namespace(self) -> None:
         assert self.admin is not None
+        labels = pod_security_labels(self.pod_security)
         body = {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": self.namespace, "labels": RESTRICTED},
+            "metadata": {"name": self.namespace, "labels": labels},
         }
         status, _ = self.admin.request("POST", "/api/v1/namespaces", body)
         if status == 409:
             self.admin.patch(
-                f"/api/v1/namespaces/{self.namespace}", {"metadata": {"labels": RESTRICTED}}
+                f"/api/v1/namespaces/{self.namespace}", {"metadata": {"labels": labels}}
             )
 
     def _stored(self, plural: str) -> Any:
@@ -406,7 +426,7 @@ class Cluster:
         node, entry = self.find(name, namespace)
         if entry.pod is None:
             state = (
-                "stopped; `start` brings it back"
+                f"stopped; `start {name}` brings it back"
                 if node.held(entry)
                 else "stopped (stop-all); `start-all` brings every pod back"
                 if node.all_stopped
@@ -567,6 +587,7 @@ class Cluster:
                     f"{workload['kind']} {workload['namespace']}/{workload['name']}: "
                     f"{workload['ready_pods']}/{workload['replicas']} ready"
                 )
+                lines += [f"  {line}" for line in self._warnings(workload["namespace"])]
         for _, pod in self.pods():
             if pod.ready:
                 continue
@@ -575,6 +596,34 @@ class Cluster:
             for container in failing[:1]:
                 lines += [f"    {line}" for line in tail(container.log, 8).splitlines()]
         return "\n".join(lines)
+
+    def _warnings(self, namespace: str) -> list[str]:
+        """What the control plane said went wrong, newest last: the latest Warning event of each
+        object (a pod PodSecurity refused, a pod no node can take), and pods never scheduled."""
+        assert self.admin is not None
+        found: dict[str, str] = {}
+        with contextlib.suppress(OSError, ApiError):
+            events = self.admin.get(
+                f"/api/v1/namespaces/{namespace}/events?fieldSelector=type%3DWarning"
+            )
+            for event in sorted(
+                (events or {}).get("items") or [],
+                key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
+            ):
+                obj = event.get("involvedObject") or {}
+                found[f"{obj.get('kind')}/{obj.get('name')}"] = (
+                    f"{event.get('reason')}: {event.get('message', '').strip()}"
+                )
+        with contextlib.suppress(OSError, ApiError):
+            pods = self.admin.get(f"/api/v1/namespaces/{namespace}/pods")
+            for pod in (pods or {}).get("items") or []:
+                for condition in (pod.get("status") or {}).get("conditions") or []:
+                    if condition.get("type") == "PodScheduled" and condition["status"] != "True":
+                        found.setdefault(
+                            f"Pod/{pod['metadata']['name']}",
+                            f"not scheduled: {condition.get('message', '')}",
+                        )
+        return [f"{what}: {said}" for what, said in found.items()][-6:]
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -647,9 +696,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--subnet")
     parser.add_argument("--bin-dir")
     parser.add_argument("--cert-manager", action="store_true")
+    parser.add_argument("--storage-class", action="append", default=[])
+    parser.add_argument("--pod-security", choices=POD_SECURITY_LEVELS, default="restricted")
+    parser.add_argument("--nodes", type=int, default=DEFAULT_NODES)
     args = parser.parse_args(argv)
     state = StateDir(args.state_dir)
-    cluster = Cluster(state.root, args.namespace, args.subnet, args.cert_manager)
+    cluster = Cluster(
+        state.root,
+        args.namespace,
+        args.subnet,
+        args.cert_manager,
+        args.storage_class,
+        args.pod_security,
+        args.nodes,
+    )
 
     def start() -> None:
         try:

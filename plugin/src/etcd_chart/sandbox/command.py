@@ -24,13 +24,20 @@ from etcd_chart.helm import find_tool
 from etcd_chart.sandbox import client
 from etcd_chart.sandbox.binaries import BIN_DIR_ENV
 from etcd_chart.sandbox.client import ControlError
-from etcd_chart.sandbox.helmrun import check_runnable, run_helm
+from etcd_chart.sandbox.helmrun import (
+    check_references,
+    check_runnable,
+    check_storage_classes,
+    live_objects,
+    live_storage_classes,
+    run_helm,
+)
 from etcd_chart.sandbox.launch import launcher_argv
+from etcd_chart.sandbox.provisioner import STORAGE_CLASS
 from etcd_chart.sandbox.render import (
     RenderArgs,
     RenderError,
     cluster_domain,
-    helm_template,
     post_render,
     source,
 )
@@ -134,6 +141,12 @@ def _pod_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _node_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 26:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of Nodes from 1 to 26")
+    return int(text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(
         dest="action", metavar="ACTION", required=True, parser_class=_Parser
@@ -154,6 +167,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "when the release asks for certificates) built by ci/install-tools.sh, the release "
         "installed by `helm install`, pods run by the sandbox's process kubelet; emulated: the "
         f"sandbox's own API and controllers (default; env {CONTROL_PLANE_ENV})",
+    )
+    up.add_argument(
+        "--nodes",
+        type=_node_count,
+        default=3,
+        help="real control plane: how many Nodes the process kubelet serves (default 3, in three "
+        "zones; a StatefulSet with required anti-affinity per host needs one per member)",
+    )
+    up.add_argument(
+        "--pod-security",
+        choices=("restricted", "baseline", "privileged"),
+        default="restricted",
+        help="real control plane: the PodSecurity level the release namespace enforces (default "
+        "restricted, which every pod of the chart meets)",
+    )
+    up.add_argument(
+        "--storage-class",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"real control plane: also serve StorageClass NAME (values that name a class, e.g. "
+        f"standard) from the local provisioner; {STORAGE_CLASS} is the default class",
     )
     upgrade = actions.add_parser(
         "upgrade", help="render again and apply the change (hooks, scale, rolling update)"
@@ -326,10 +361,19 @@ def _apply(
     return status
 
 
-def _preflight(render_args: RenderArgs, bin_dir: str | None) -> bool:
-    """Refuse what cannot run before anything starts; whether cert-manager is needed."""
-    text = helm_template(render_args)
-    check_runnable(text, render_args.namespace, bin_dir)
+def _preflight(
+    render_args: RenderArgs, args: argparse.Namespace, live: StateDir | None = None
+) -> bool:
+    """Refuse what cannot run, or would wait for ever, before anything starts (`live`: an
+    upgrade, whose objects may exist already); whether cert-manager is needed."""
+    text = source(render_args)
+    check_runnable(text, render_args.namespace, _bin_dir(args))
+    classes = live_storage_classes(live) if live is not None else args.storage_class
+    check_storage_classes(text, render_args.namespace, [STORAGE_CLASS, *classes])
+    provided = existing_objects(args.objects or [])
+    check_references(
+        text, render_args.namespace, provided, live_objects(live) if live is not None else None
+    )
     return "apiVersion: cert-manager.io/" in text
 
 
@@ -350,15 +394,66 @@ def _create_objects(state: StateDir, paths: list[str], namespace: str) -> None:
             raise RenderError(f"--objects: {result.stderr.strip()}", 1)
 
 
+def _install(
+    state: StateDir, action: str, args: argparse.Namespace, render_args: RenderArgs
+) -> None:
+    """A chart through `helm install/upgrade`; a --manifest post-rendered (live checks against
+    the sandbox's API server) and applied, as `kubectl apply` would."""
+    if not render_args.manifest:
+        try:
+            run_helm(state, action, render_args, args.timeout, not args.no_post_renderer)
+        except RenderError as err:
+            raise _helm_failed(state, args.namespace, err) from err
+        return
+    text, hooks = _without_hooks(source(render_args))
+    if hooks:
+        print(
+            f"etcd-chart sandbox: {render_args.manifest}: left out {len(hooks)} Helm hook "
+            f"object(s) ({', '.join(hooks)}): only Helm runs hooks; give the chart directory "
+            "to have them run",
+            file=sys.stderr,
+        )
+    manifest = text if args.no_post_renderer else post_render(text, state.kubeconfig)
+    result = subprocess.run(  # noqa: S603
+        [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "-n", args.namespace,
+         "apply", "-f", "-"],
+        input=manifest, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RenderError(f"kubectl apply of {render_args.manifest}: {result.stderr.strip()}", 1)
+
+
+def _without_hooks(text: str) -> tuple[str, list[str]]:
+    """The stream without its Helm hook objects (what `kubectl apply` of `helm template` output
+    would apply as plain objects, and then fail to change: a Job's template is immutable)."""
+    try:
+        documents = load_stream(text)
+    except YamlError as err:
+        raise RenderError(str(err), 1) from err
+    kept, hooks = [], []
+    for document in documents:
+        body = document.body
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        if isinstance(metadata, dict) and "helm.sh/hook" in (metadata.get("annotations") or {}):
+            hooks.append(f"{body.get('kind')}/{metadata.get('name')}")
+        elif body is not None:
+            kept.append(body)
+    if not hooks:
+        return text, []
+    return "".join("---\n" + json.dumps(body) + "\n" for body in kept), hooks
+
+
 def _up_real(state: StateDir, args: argparse.Namespace) -> int:
     render_args = _render_args(args)
-    if render_args is None or not render_args.chart:
-        return _fail("give a chart directory (the real control plane installs it with helm)", 1)
+    if render_args is None:
+        return _fail("give either a chart directory or --manifest FILE", 1)
     before = set(os.listdir(state.root)) if state.root.is_dir() else None
     started = time.monotonic()
     try:
         bin_dir = _bin_dir(args)
-        extra = ["--cert-manager"] if _preflight(render_args, bin_dir) else []
+        extra = ["--cert-manager"] if _preflight(render_args, args) else []
+        extra += [f"--storage-class={name}" for name in args.storage_class]
+        extra += [f"--pod-security={args.pod_security}", f"--nodes={args.nodes}"]
         if bin_dir:
             extra += ["--bin-dir", bin_dir]
         daemon = client.spawn_daemon(
@@ -376,10 +471,7 @@ def _up_real(state: StateDir, args: argparse.Namespace) -> int:
             },
         )
         _create_objects(state, args.objects, args.namespace)
-        try:
-            run_helm(state, "install", render_args, args.timeout, not args.no_post_renderer)
-        except RenderError as err:
-            raise _helm_failed(state, args.namespace, err) from err
+        _install(state, "install", args, render_args)
         installed = time.monotonic()
         status = client.request(
             state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
@@ -428,15 +520,12 @@ def _helm_failed(state: StateDir, namespace: str, err: RenderError) -> RenderErr
 
 def _upgrade_real(state: StateDir, args: argparse.Namespace) -> int:
     render_args = _render_args(args)
-    if render_args is None or not render_args.chart:
-        return _fail("give a chart directory (the real control plane upgrades it with helm)", 1)
+    if render_args is None:
+        return _fail("give either a chart directory or --manifest FILE", 1)
     try:
-        _preflight(render_args, _bin_dir(args))
+        _preflight(render_args, args, live=state)
         _create_objects(state, args.objects, args.namespace)
-        try:
-            run_helm(state, "upgrade", render_args, args.timeout, not args.no_post_renderer)
-        except RenderError as err:
-            raise _helm_failed(state, args.namespace, err) from err
+        _install(state, "upgrade", args, render_args)
         status = client.request(
             state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
         )["status"]

@@ -1,18 +1,20 @@
 """`helm install` / `helm upgrade` of the release into a sandbox's real control plane, with the
 post-renderer, as a user would type them: Helm 4 through the `etcd-chart` plugin (installed into
 a Helm home of the state dir's own), Helm 3 through the executable `plugin/bin/etcd-post-render`.
-Helm runs the hooks itself."""
+Helm runs the hooks itself. Before Helm runs, what the sandbox cannot run, and Secrets nobody
+would create, are refused with the whole list."""
 
 from __future__ import annotations
 
 import copy
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from etcd_chart.helm import REPO_ROOT, ToolMissing, helm_major
-from etcd_chart.sandbox import podspec
+from etcd_chart.helm import REPO_ROOT, ToolMissing, find_tool, helm_major
+from etcd_chart.sandbox import podspec, references
 from etcd_chart.sandbox.render import RenderArgs, RenderError
 from etcd_chart.sandbox.state import StateDir
 from etcd_chart.yamlio import YamlError, load_stream
@@ -169,3 +171,101 @@ def check_runnable(text: str, namespace: str, bin_dir: str | None) -> None:
             raise RenderError(str(err), 2) from err
     if errors:
         raise RenderError("\n".join(errors), 1)
+
+
+Exists = Callable[[str, str, str], bool]  # (kind, namespace, name) -> found on the cluster
+
+
+def check_references(
+    text: str, namespace: str, provided: list[dict[str, Any]], exists: Exists | None = None
+) -> None:
+    """Before anything is installed: every Secret and ConfigMap the pod templates need is
+    rendered, made by cert-manager (a Certificate's secretName) or by Kubernetes itself
+    (kube-root-ca.crt), given with --objects, or (`exists`) already on the cluster. On a cluster
+    a pod would wait for it for ever; nothing in the sandbox would create it, so say so now."""
+    try:
+        documents = load_stream(text)
+    except YamlError as err:
+        raise RenderError(str(err), 1) from err
+    objects = []
+    made: set[tuple[str, str, str]] = set()
+    for document in documents:
+        obj = document.body
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            continue
+        placed = {**obj, "metadata": {**obj["metadata"]}}
+        placed["metadata"].setdefault("namespace", namespace)
+        objects.append(placed)
+        if obj.get("kind") == "Certificate" and (obj.get("spec") or {}).get("secretName"):
+            made.add(("Secret", placed["metadata"]["namespace"], obj["spec"]["secretName"]))
+    for obj in provided:
+        made.add((str(obj["kind"]), namespace, str(obj["metadata"]["name"])))
+
+    def lookup(kind: str, ns: str, name: str) -> dict[str, Any] | None:
+        if (kind, ns, name) in made or (kind, name) == ("ConfigMap", "kube-root-ca.crt"):
+            return {}
+        return {} if exists is not None and exists(kind, ns, name) else None
+
+    absent = references.missing(objects, lookup)
+    if absent:
+        raise RenderError(references.report(absent), 1)
+
+
+def live_objects(state: StateDir) -> Exists:
+    """Whether an object exists on the sandbox's control plane (`kubectl get`)."""
+
+    def exists(kind: str, namespace: str, name: str) -> bool:
+        result = subprocess.run(  # noqa: S603
+            [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "-n", namespace, "get",
+             kind.lower(), name, "--ignore-not-found", "-o", "name"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return result.returncode == 0 and bool(result.stdout.strip())
+
+    return exists
+
+
+def check_storage_classes(text: str, namespace: str, available: list[str]) -> None:
+    """Every claim (template) names a StorageClass the sandbox serves, or none (the default)."""
+    try:
+        documents = load_stream(text)
+    except YamlError as err:
+        raise RenderError(str(err), 1) from err
+    problems = []
+    for document in documents:
+        obj = document.body
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            continue
+        where = f"{obj.get('kind')} {obj['metadata'].get('namespace') or namespace}/"
+        where += str(obj["metadata"].get("name"))
+        if obj.get("kind") == "PersistentVolumeClaim":
+            claims = [("", obj)]
+        else:
+            templates = (obj.get("spec") or {}).get("volumeClaimTemplates") or []
+            claims = [
+                (f"claim template {(t.get('metadata') or {}).get('name')} ", t) for t in templates
+            ]
+        for what, claim in claims:
+            name = (claim.get("spec") or {}).get("storageClassName")
+            if name and name not in available:
+                problems.append(f"{where}: {what}asks for StorageClass {name!r}")
+    if problems:
+        missing = sorted({p.rsplit("StorageClass ", 1)[1].strip("'") for p in problems})
+        raise RenderError(
+            "\n".join(problems)
+            + f"\nthe sandbox has no such StorageClass (it has: {', '.join(available)}; "
+            f"{available[0]} is the default). Leave the class empty for the default, or let the "
+            "sandbox serve the names too: `sandbox up "
+            + " ".join(f"--storage-class {m}" for m in missing)
+            + "`",
+            1,
+        )
+
+
+def live_storage_classes(state: StateDir) -> list[str]:
+    result = subprocess.run(  # noqa: S603
+        [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "get", "storageclasses",
+         "-o", "jsonpath={.items[*].metadata.name}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return result.stdout.split() if result.returncode == 0 else []

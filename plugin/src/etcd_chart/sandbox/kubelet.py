@@ -45,11 +45,18 @@ class NodeSpec:
     zone: str
 
 
-NODES = (
-    NodeSpec("sandbox-node-a", "sandbox-zone-a"),
-    NodeSpec("sandbox-node-b", "sandbox-zone-b"),
-    NodeSpec("sandbox-node-c", "sandbox-zone-c"),
-)
+DEFAULT_NODES = 3
+ZONES = 3
+
+
+def node_specs(count: int) -> list[NodeSpec]:
+    """sandbox-node-a, -b, ... spread over three zones (sandbox-zone-a..c), as a regional
+    cluster's nodes are."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    return [
+        NodeSpec(f"sandbox-node-{letters[i]}", f"sandbox-zone-{letters[i % ZONES]}")
+        for i in range(count)
+    ]
 
 
 class Machine(Protocol):

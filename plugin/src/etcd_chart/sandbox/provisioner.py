@@ -1,7 +1,8 @@
 """The sandbox's local volume provisioner, in the manner of the external provisioners real
 clusters run for node-local disks.
 
-It owns one StorageClass, marked default, with `volumeBindingMode: WaitForFirstConsumer`: the
+It owns one StorageClass, marked default (and any other names `sandbox up --storage-class` asks
+for, for values that name a class), with `volumeBindingMode: WaitForFirstConsumer`: the
 scheduler picks a node for the pod and writes it into the claim
 (`volume.kubernetes.io/selected-node`), kube-controller-manager's volume controller hands the
 claim to this provisioner (`volume.kubernetes.io/storage-provisioner`), and the provisioner makes
@@ -28,13 +29,14 @@ ASSIGNED = "volume.kubernetes.io/storage-provisioner"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 
 
-def storage_class() -> dict[str, Any]:
+def storage_class(name: str = STORAGE_CLASS) -> dict[str, Any]:
+    default = {"storageclass.kubernetes.io/is-default-class": "true"}
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": {
-            "name": STORAGE_CLASS,
-            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+            "name": name,
+            "annotations": default if name == STORAGE_CLASS else {},
         },
         "provisioner": PROVISIONER,
         "volumeBindingMode": "WaitForFirstConsumer",
@@ -87,7 +89,8 @@ def volume_for(claim: dict[str, Any], path: Path) -> dict[str, Any]:
 
 
 class LocalProvisioner:
-    def __init__(self, api: KubeApi, root: Path, event: Callable[[str], None]):
+    def __init__(self, api: KubeApi, root: Path, event: Callable[[str], None], classes: list[str]):
+        self.classes = [STORAGE_CLASS, *(c for c in classes if c != STORAGE_CLASS)]
         self.api = api
         self.root = root
         self.event = event
@@ -95,11 +98,12 @@ class LocalProvisioner:
         self.lock = threading.Lock()
 
     def start(self) -> None:
-        status, answer = self.api.request(
-            "POST", "/apis/storage.k8s.io/v1/storageclasses", storage_class()
-        )
-        if status not in (201, 409):
-            raise ApiError(status, f"creating StorageClass {STORAGE_CLASS}: {answer}")
+        for name in self.classes:
+            status, answer = self.api.request(
+                "POST", "/apis/storage.k8s.io/v1/storageclasses", storage_class(name)
+            )
+            if status not in (201, 409):
+                raise ApiError(status, f"creating StorageClass {name}: {answer}")
         for path, handle in (
             ("/api/v1/persistentvolumeclaims", self._on_claim),
             ("/api/v1/persistentvolumes", self._on_volume),

@@ -113,9 +113,11 @@ def _kubectl(needed: Needed) -> str:
 def report(needed: list[Needed]) -> str:
     """The message: each missing object with its keys and users, then how to pass them."""
     kinds = sorted({n.kind for n in needed})
+    one = len(needed) == 1
     lines = [
-        f"{len(needed)} {' and '.join(f'{k}s' for k in kinds)} the pods need do not exist, and "
-        "nothing in the sandbox would create them:"
+        f"{len(needed)} {' and '.join(k if one else f'{k}s' for k in kinds)} the pods need "
+        f"{'does' if one else 'do'} not exist, and nothing in the sandbox would create "
+        f"{'it' if one else 'them'}:"
     ]
     for item in needed:
         keys = f" (keys: {', '.join(sorted(item.keys))})" if item.keys else ""

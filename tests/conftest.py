@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from etcd_chart.helm import ToolMissing, find_tool
@@ -80,3 +81,26 @@ def _no_live_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KUBECONFIG", os.devnull)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+# Write outages the end-to-end tests recorded (tests/e2e/conftest.py puts them in the reports).
+# Here, not there: with pytest-xdist the controller, which writes the summary, loads only this
+# conftest.
+REPORTED_OUTAGES: list[tuple[str, float, int]] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == "write_outage":
+            scenario, seconds, acknowledged = value
+            REPORTED_OUTAGES.append((str(scenario), float(seconds), int(acknowledged)))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not REPORTED_OUTAGES:
+        return
+    terminalreporter.write_sep("-", "longest write outage per scenario")
+    for scenario, seconds, acknowledged in REPORTED_OUTAGES:
+        terminalreporter.write_line(
+            f"{scenario:<60} {seconds:6.2f} s   ({acknowledged} writes acknowledged by then)"
+        )

@@ -22,7 +22,14 @@ from etcd_chart.sandbox.command import CONTROL_PLANE_ENV
 from etcd_chart.sandbox.controlplane import ControlPlane, find_binaries
 from etcd_chart.sandbox.network import choose_subnet
 from ledger import Ledger
-from membership import WRITE_OUTAGES, Writer, client_tls, endpoints, statefulset_pods
+from membership import (
+    OUTAGE_PROPERTY,
+    WRITE_OUTAGES,
+    Writer,
+    client_tls,
+    endpoints,
+    statefulset_pods,
+)
 from strays import assert_no_stray_processes, leftovers, stray_processes, subnet_of
 
 SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
@@ -76,35 +83,14 @@ def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable
     assert problems == [], "\n".join(problems)
 
 
-# The write outages every test recorded, gathered where the terminal summary is written: they
-# travel in the test reports, so that they reach it from pytest-xdist's workers too.
-OUTAGE_PROPERTY = "write_outage"
-REPORTED_OUTAGES: list[tuple[str, float, int]] = []
-
-
+# The write outages a test recorded travel in its reports (so that they reach the terminal
+# summary from pytest-xdist's workers too); tests/conftest.py prints them.
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     report.user_properties.extend((OUTAGE_PROPERTY, list(entry)) for entry in WRITE_OUTAGES)
     WRITE_OUTAGES.clear()
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    for name, value in report.user_properties:
-        if name == OUTAGE_PROPERTY:
-            scenario, seconds, acknowledged = value
-            REPORTED_OUTAGES.append((str(scenario), float(seconds), int(acknowledged)))
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not REPORTED_OUTAGES:
-        return
-    terminalreporter.write_sep("-", "longest write outage per scenario")
-    for scenario, seconds, acknowledged in REPORTED_OUTAGES:
-        terminalreporter.write_line(
-            f"{scenario:<60} {seconds:6.2f} s   ({acknowledged} writes acknowledged by then)"
-        )
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from ledger import ClientTLS, Endpoint, Ledger, endpoint_from_url
 # (scenario step, longest write outage in seconds, writes acknowledged so far), printed by
 # conftest.py in the terminal summary.
 WRITE_OUTAGES: list[tuple[str, float, int]] = []
+OUTAGE_PROPERTY = "write_outage"  # their name in a test report's user_properties
 
 # Starts a background writer on a sandbox's members (the `writer` fixture of conftest.py).
 Writer = Callable[..., Ledger]  # (sandbox, user=(name, password) when etcd auth is on)

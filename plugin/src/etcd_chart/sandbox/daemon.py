@@ -48,7 +48,7 @@ from etcd_chart.sandbox.network import (
     AddressInUse,
     HostEntry,
     Network,
-    check_port_free,
+    check_pod_ports,
     pod_names,
 )
 from etcd_chart.sandbox.runtime import GRACE_CAP, Pod, tail
@@ -719,23 +719,11 @@ class Daemon:
             _, namespace, name = _key(obj)
             spec = obj.get("spec") or {}
             template_spec = (spec.get("template") or {}).get("spec") or {}
-            ports = [
-                (c.get("name"), int(p["containerPort"]), str(p.get("name") or p["containerPort"]))
-                for c in template_spec.get("containers") or []
-                for p in c.get("ports") or []
-                if "containerPort" in p and str(p.get("protocol", "TCP")) == "TCP"
-            ]
             for ordinal in range(
                 int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
             ):
-                pod = f"{name}-{ordinal}"
-                address = self.network.address_for(f"{namespace}/{pod}")
-                for container, port, port_name in ports:
-                    check_port_free(
-                        address,
-                        port,
-                        f"Pod {namespace}/{pod} container {container} port {port_name}",
-                    )
+                pod = f"{namespace}/{name}-{ordinal}"
+                check_pod_ports(template_spec, self.network.address_for(pod), pod)
 
     def apply(self, request: dict[str, Any]) -> dict[str, Any]:
         action = str(request.get("action", "install"))

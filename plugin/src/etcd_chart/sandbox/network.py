@@ -24,6 +24,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from etcd_chart.kubedns import service_names
 from etcd_chart.sandbox.state import read_json, write_json
@@ -73,6 +74,22 @@ def choose_subnet(state_dir: Path, taken: set[str] | None = None) -> str:
             continue
         return prefix
     raise AddressInUse("no free /24 left in 127.0.0.0/8")
+
+
+def declared_ports(pod_spec: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """(container, port, port name or number) of every TCP containerPort of a pod spec."""
+    return [
+        (str(c.get("name")), int(p["containerPort"]), str(p.get("name") or p["containerPort"]))
+        for c in pod_spec.get("containers") or []
+        for p in c.get("ports") or []
+        if "containerPort" in p and str(p.get("protocol", "TCP")) == "TCP"
+    ]
+
+
+def check_pod_ports(pod_spec: dict[str, Any], address: str, pod: str) -> None:
+    """AddressInUse when another process holds a port the pod's containers declare."""
+    for container, port, port_name in declared_ports(pod_spec):
+        check_port_free(address, port, f"Pod {pod} container {container} port {port_name}")
 
 
 def check_port_free(address: str, port: int, what: str) -> None:

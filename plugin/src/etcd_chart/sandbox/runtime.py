@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 from etcd_chart.sandbox import podspec
 from etcd_chart.sandbox.launch import launcher_argv
+from etcd_chart.sandbox.network import AddressInUse, check_pod_ports
 from etcd_chart.sandbox.podspec import ContainerSpec, Probe
 from etcd_chart.sandbox.state import StateDir, signal_group
 
@@ -293,6 +294,10 @@ class Pod:
         )
 
     def _prepare(self) -> list[Container]:
+        # Pods share this machine's ports: another process on the pod's address would make etcd
+        # exit at start; say who is in the way instead (retried with back-off, as a kubelet
+        # retries a pod it cannot create).
+        check_pod_ports(self.spec, self.address, self.key)
         ctx = self._context()
         volumes = podspec.materialize_volumes(
             ctx,
@@ -338,6 +343,7 @@ class Pod:
                 podspec.Unsupported,
                 podspec.MissingObject,
                 podspec.ToolMissing,
+                AddressInUse,
                 OSError,
             ) as err:
                 self.error = str(err)

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from etcd_chart.helm import find_tool
+from etcd_chart.sandbox import helmrun
 from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.controlplane import ControlPlane
+from etcd_chart.sandbox.state import StateDir
 
 
 def kubectl(plane: ControlPlane, *args: str, stdin: str | None = None) -> str:
@@ -49,13 +51,7 @@ def api(
 def sandbox_kubectl(sb: Sandbox, *args: str) -> str:
     """`kubectl` against a sandbox's control plane, in its release's namespace."""
     namespace = sb.status()["release"]["namespace"]
-    result = subprocess.run(
-        [find_tool("kubectl"), f"--kubeconfig={sb.state_dir / 'kubeconfig'}", "-n", namespace]
-        + list(args),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = helmrun.kubectl(StateDir(sb.state_dir), "-n", namespace, *args)
     assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
     return result.stdout
 

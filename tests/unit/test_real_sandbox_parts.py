@@ -15,6 +15,7 @@ from etcd_chart.sandbox.helmrun import (
     check_references,
     check_storage_classes,
     helm_command,
+    parse,
 )
 from etcd_chart.sandbox.podspec import ApiInfo, PodContext, materialize_volumes, refresh_volumes
 from etcd_chart.sandbox.provisioner import (
@@ -161,7 +162,7 @@ spec: {secretName: etcd-server-tls}
 
 def test_a_secret_nobody_makes_is_named_with_its_key_and_user() -> None:
     with pytest.raises(RenderError) as raised:
-        check_references(POD_WITH_SECRETS + CERTIFICATE, "etcd", [])
+        check_references(parse(POD_WITH_SECRETS + CERTIFICATE), "etcd", [])
     assert raised.value.code == 1
     message = str(raised.value)
     assert message.startswith(
@@ -172,14 +173,14 @@ def test_a_secret_nobody_makes_is_named_with_its_key_and_user() -> None:
 
 def test_secrets_made_by_cert_manager_given_or_already_there_are_not_missing() -> None:
     given = [{"kind": "Secret", "metadata": {"name": "etcd-root-password"}}]
-    check_references(POD_WITH_SECRETS + CERTIFICATE, "etcd", given)
+    check_references(parse(POD_WITH_SECRETS + CERTIFICATE), "etcd", given)
     asked: list[tuple[str, str, str]] = []
 
     def exists(kind: str, namespace: str, name: str) -> bool:
         asked.append((kind, namespace, name))
         return True
 
-    check_references(POD_WITH_SECRETS, "etcd", [], exists)
+    check_references(parse(POD_WITH_SECRETS), "etcd", [], exists)
     assert asked == [
         ("Secret", "etcd", "etcd-root-password"),
         ("Secret", "etcd", "etcd-server-tls"),
@@ -195,13 +196,13 @@ def test_a_storage_class_the_sandbox_does_not_serve_is_refused_with_the_flag_tha
         values=[str(chart_dir / "ci" / "separate-wal-values.yaml")],
         helm=helm4,
     )
-    text = helm_template(args)
+    documents = parse(helm_template(args))
     with pytest.raises(RenderError) as raised:
-        check_storage_classes(text, "etcd", [STORAGE_CLASS, "standard"])
+        check_storage_classes(documents, "etcd", [STORAGE_CLASS, "standard"])
     assert str(raised.value) == (
         "StatefulSet etcd/etcd: claim template wal asks for StorageClass 'fast-ssd'\n"
         "the sandbox has no such StorageClass (it has: sandbox-local, standard; sandbox-local is "
         "the default). Leave the class empty for the default, or let the sandbox serve the names "
         "too: `sandbox up --storage-class fast-ssd`"
     )
-    check_storage_classes(text, "etcd", [STORAGE_CLASS, "standard", "fast-ssd"])
+    check_storage_classes(documents, "etcd", [STORAGE_CLASS, "standard", "fast-ssd"])

@@ -45,13 +45,17 @@ from etcd_chart.sandbox.daemon import (
     unshare_works,
 )
 from etcd_chart.sandbox.kubeapi import ApiError, Credentials, KubeApi, informer
-from etcd_chart.sandbox.kubelet import DEFAULT_NODES, Node, node_specs, pod_path
+from etcd_chart.sandbox.kubelet import (
+    DEFAULT_NODES,
+    POD_SECURITY_LEVELS,
+    Node,
+    node_specs,
+    pod_path,
+)
 from etcd_chart.sandbox.network import HostEntry, Network, pod_names
 from etcd_chart.sandbox.provisioner import LocalProvisioner
 from etcd_chart.sandbox.runtime import GRACE_CAP, Pod, tail
 from etcd_chart.sandbox.state import ProcessRecord, StateDir, kill_recorded, read_json, write_json
-
-POD_SECURITY_LEVELS = ("restricted", "baseline", "privileged")
 
 
 def pod_security_labels(level: str) -> dict[str, str]:

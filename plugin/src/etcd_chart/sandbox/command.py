@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from etcd_chart.helm import find_tool
 from etcd_chart.sandbox import client
 from etcd_chart.sandbox.binaries import BIN_DIR_ENV
 from etcd_chart.sandbox.client import ControlError
@@ -28,10 +27,13 @@ from etcd_chart.sandbox.helmrun import (
     check_references,
     check_runnable,
     check_storage_classes,
+    kubectl,
     live_objects,
     live_storage_classes,
+    parse,
     run_helm,
 )
+from etcd_chart.sandbox.kubelet import DEFAULT_NODES, POD_SECURITY_LEVELS
 from etcd_chart.sandbox.launch import launcher_argv
 from etcd_chart.sandbox.provisioner import STORAGE_CLASS
 from etcd_chart.sandbox.render import (
@@ -171,14 +173,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     up.add_argument(
         "--nodes",
         type=_node_count,
-        default=3,
+        default=DEFAULT_NODES,
         help="real control plane: how many Nodes the process kubelet serves (default 3, in three "
         "zones; a StatefulSet with required anti-affinity per host needs one per member)",
     )
     up.add_argument(
         "--pod-security",
-        choices=("restricted", "baseline", "privileged"),
-        default="restricted",
+        choices=POD_SECURITY_LEVELS,
+        default=POD_SECURITY_LEVELS[0],
         help="real control plane: the PodSecurity level the release namespace enforces (default "
         "restricted, which every pod of the chart meets)",
     )
@@ -367,12 +369,13 @@ def _preflight(
     """Refuse what cannot run, or would wait for ever, before anything starts (`live`: an
     upgrade, whose objects may exist already); whether cert-manager is needed."""
     text = source(render_args)
-    check_runnable(text, render_args.namespace, _bin_dir(args))
+    documents = parse(text)
+    check_runnable(documents, render_args.namespace, _bin_dir(args))
     classes = live_storage_classes(live) if live is not None else args.storage_class
-    check_storage_classes(text, render_args.namespace, [STORAGE_CLASS, *classes])
+    check_storage_classes(documents, render_args.namespace, [STORAGE_CLASS, *classes])
     provided = existing_objects(args.objects or [])
     check_references(
-        text, render_args.namespace, provided, live_objects(live) if live is not None else None
+        documents, render_args.namespace, provided, live_objects(live) if live is not None else None
     )
     return "apiVersion: cert-manager.io/" in text
 
@@ -383,13 +386,7 @@ def _create_objects(state: StateDir, paths: list[str], namespace: str) -> None:
         return
     for obj in existing_objects(paths):
         body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
-        result = subprocess.run(  # noqa: S603
-            [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "create", "-f", "-"],
-            input=json.dumps(body),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = kubectl(state, "create", "-f", "-", stdin=json.dumps(body))
         if result.returncode != 0:
             raise RenderError(f"--objects: {result.stderr.strip()}", 1)
 
@@ -414,11 +411,7 @@ def _install(
             file=sys.stderr,
         )
     manifest = text if args.no_post_renderer else post_render(text, state.kubeconfig)
-    result = subprocess.run(  # noqa: S603
-        [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "-n", args.namespace,
-         "apply", "-f", "-"],
-        input=manifest, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    result = kubectl(state, "-n", args.namespace, "apply", "-f", "-", stdin=manifest)
     if result.returncode != 0:
         raise RenderError(f"kubectl apply of {render_args.manifest}: {result.stderr.strip()}", 1)
 
@@ -426,11 +419,8 @@ def _install(
 def _without_hooks(text: str) -> tuple[str, list[str]]:
     """The stream without its Helm hook objects (what `kubectl apply` of `helm template` output
     would apply as plain objects, and then fail to change: a Job's template is immutable)."""
-    try:
-        documents = load_stream(text)
-    except YamlError as err:
-        raise RenderError(str(err), 1) from err
     kept, hooks = [], []
+    documents = parse(text)
     for document in documents:
         body = document.body
         metadata = body.get("metadata") if isinstance(body, dict) else None
@@ -493,11 +483,9 @@ def _up_real(state: StateDir, args: argparse.Namespace) -> int:
 
 def _failed_hook_logs(state: StateDir, namespace: str) -> str:
     """The log tails of the failed hook Jobs' pods (Helm says only that a hook failed)."""
-    result = subprocess.run(  # noqa: S603
-        [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "-n", namespace, "get",
-         "pods", "-l", "batch.kubernetes.io/job-name", "-o", "json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    result = kubectl(
+        state, "-n", namespace, "get", "pods", "-l", "batch.kubernetes.io/job-name", "-o", "json"
+    )
     if result.returncode != 0:
         return ""
     lines = []

@@ -17,7 +17,7 @@ from etcd_chart.helm import REPO_ROOT, ToolMissing, find_tool, helm_major
 from etcd_chart.sandbox import podspec, references
 from etcd_chart.sandbox.render import RenderArgs, RenderError
 from etcd_chart.sandbox.state import StateDir
-from etcd_chart.yamlio import YamlError, load_stream
+from etcd_chart.yamlio import Document, YamlError, load_stream
 
 PLUGIN_DIR = REPO_ROOT / "plugin"
 POST_RENDER_EXECUTABLE = PLUGIN_DIR / "bin" / "etcd-post-render"
@@ -126,16 +126,38 @@ def run_helm(
     return result.stdout
 
 
-def check_runnable(text: str, namespace: str, bin_dir: str | None) -> None:
+def kubectl(
+    state: StateDir, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`kubectl ARGS` against the sandbox's control plane, output captured, never raising."""
+    return subprocess.run(  # noqa: S603
+        [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", *args],
+        input=stdin, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+
+
+def parse(text: str) -> list[Document]:
+    """The rendered stream's documents, once for every check below."""
+    try:
+        return load_stream(text)
+    except YamlError as err:
+        raise RenderError(str(err), 1) from err
+
+
+def _objects(documents: list[Document]) -> list[dict[str, Any]]:
+    return [
+        d.body
+        for d in documents
+        if isinstance(d.body, dict) and isinstance(d.body.get("metadata"), dict)
+    ]
+
+
+def check_runnable(documents: list[Document], namespace: str, bin_dir: str | None) -> None:
     """Before anything is installed: every pod template of the rendered chart can run here (an
     etcd image whose tag names a release this machine has binaries for, and nothing the process
     kubelet cannot do). RenderError 1 for what it cannot run, 2 for missing binaries."""
     tools = podspec.Tools()
     tools.set_bin_dir(bin_dir)
-    try:
-        documents = load_stream(text)
-    except YamlError as err:
-        raise RenderError(str(err), 1) from err
     sources = {id(d.body): d.source for d in documents}
     objects = [d.body for d in documents if isinstance(d.body, dict)]
     configmaps = {
@@ -177,22 +199,18 @@ Exists = Callable[[str, str, str], bool]  # (kind, namespace, name) -> found on 
 
 
 def check_references(
-    text: str, namespace: str, provided: list[dict[str, Any]], exists: Exists | None = None
+    documents: list[Document],
+    namespace: str,
+    provided: list[dict[str, Any]],
+    exists: Exists | None = None,
 ) -> None:
     """Before anything is installed: every Secret and ConfigMap the pod templates need is
     rendered, made by cert-manager (a Certificate's secretName) or by Kubernetes itself
     (kube-root-ca.crt), given with --objects, or (`exists`) already on the cluster. On a cluster
     a pod would wait for it for ever; nothing in the sandbox would create it, so say so now."""
-    try:
-        documents = load_stream(text)
-    except YamlError as err:
-        raise RenderError(str(err), 1) from err
     objects = []
     made: set[tuple[str, str, str]] = set()
-    for document in documents:
-        obj = document.body
-        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
-            continue
+    for obj in _objects(documents):
         placed = {**obj, "metadata": {**obj["metadata"]}}
         placed["metadata"].setdefault("namespace", namespace)
         objects.append(placed)
@@ -215,27 +233,18 @@ def live_objects(state: StateDir) -> Exists:
     """Whether an object exists on the sandbox's control plane (`kubectl get`)."""
 
     def exists(kind: str, namespace: str, name: str) -> bool:
-        result = subprocess.run(  # noqa: S603
-            [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "-n", namespace, "get",
-             kind.lower(), name, "--ignore-not-found", "-o", "name"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        return result.returncode == 0 and bool(result.stdout.strip())
+        got = kubectl(state, "-n", namespace, "get", kind.lower(), name, "--ignore-not-found",
+                      "-o", "name")  # fmt: skip
+        return got.returncode == 0 and bool(got.stdout.strip())
 
     return exists
 
 
-def check_storage_classes(text: str, namespace: str, available: list[str]) -> None:
+def check_storage_classes(documents: list[Document], namespace: str, available: list[str]) -> None:
     """Every claim (template) names a StorageClass the sandbox serves, or none (the default)."""
-    try:
-        documents = load_stream(text)
-    except YamlError as err:
-        raise RenderError(str(err), 1) from err
     problems = []
-    for document in documents:
-        obj = document.body
-        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
-            continue
+    missing: set[str] = set()
+    for obj in _objects(documents):
         where = f"{obj.get('kind')} {obj['metadata'].get('namespace') or namespace}/"
         where += str(obj["metadata"].get("name"))
         if obj.get("kind") == "PersistentVolumeClaim":
@@ -249,23 +258,19 @@ def check_storage_classes(text: str, namespace: str, available: list[str]) -> No
             name = (claim.get("spec") or {}).get("storageClassName")
             if name and name not in available:
                 problems.append(f"{where}: {what}asks for StorageClass {name!r}")
+                missing.add(str(name))
     if problems:
-        missing = sorted({p.rsplit("StorageClass ", 1)[1].strip("'") for p in problems})
         raise RenderError(
             "\n".join(problems)
             + f"\nthe sandbox has no such StorageClass (it has: {', '.join(available)}; "
             f"{available[0]} is the default). Leave the class empty for the default, or let the "
             "sandbox serve the names too: `sandbox up "
-            + " ".join(f"--storage-class {m}" for m in missing)
+            + " ".join(f"--storage-class {m}" for m in sorted(missing))
             + "`",
             1,
         )
 
 
 def live_storage_classes(state: StateDir) -> list[str]:
-    result = subprocess.run(  # noqa: S603
-        [find_tool("kubectl"), f"--kubeconfig={state.kubeconfig}", "get", "storageclasses",
-         "-o", "jsonpath={.items[*].metadata.name}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return result.stdout.split() if result.returncode == 0 else []
+    got = kubectl(state, "get", "storageclasses", "-o", "jsonpath={.items[*].metadata.name}")
+    return got.stdout.split() if got.returncode == 0 else []

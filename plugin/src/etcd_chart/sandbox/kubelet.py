@@ -45,8 +45,11 @@ class NodeSpec:
     zone: str
 
 
+# The shape of the sandbox's cluster, chosen at `up`: Nodes, zones, and the PodSecurity level the
+# release namespace enforces (the first is the default).
 DEFAULT_NODES = 3
 ZONES = 3
+POD_SECURITY_LEVELS = ("restricted", "baseline", "privileged")
 
 
 def node_specs(count: int) -> list[NodeSpec]:

@@ -69,6 +69,106 @@ hook runs; the StatefulSet has shrunk by then if the upgrade went through. */}}
 {{- if or $c.restrict $c.podSelectors $c.namespaceSelectors $c.ipBlocks }}true{{ end -}}
 {{- end -}}
 
+{{/* "true" when the client Service carries the metrics port: `service.exposeMetrics`, and when it
+is null (the default) only for a ClusterIP Service; the metrics listener is plain HTTP with no
+authentication, so NodePort and LoadBalancer Services leave it out unless asked. */}}
+{{- define "etcd.exposeMetrics" -}}
+{{- $svc := .Values.service -}}
+{{- if kindIs "invalid" $svc.exposeMetrics -}}
+{{- if eq $svc.type "ClusterIP" }}true{{ end -}}
+{{- else if $svc.exposeMetrics }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when the PodDisruptionBudget is rendered: with 3 or more members, or with 2 when
+maxUnavailable is 0 (blocking drains, allowed explicitly). With 1 or 2 members no budget keeps a
+quorum through a drain. */}}
+{{- define "etcd.pdbRendered" -}}
+{{- $replicas := int .Values.replicas -}}
+{{- if and .Values.pdb.enabled (or (ge $replicas 3) (and (eq $replicas 2) (eq (int .Values.pdb.maxUnavailable) 0))) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Bytes of a Kubernetes quantity (`8Gi`, `500M`, `1.5Ti`, a plain number) as an integer; "" when it
+has another form (an exponent, milli-units), which the callers then leave unchecked.
+*/}}
+{{- define "etcd.bytes" -}}
+{{- if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{- int64 . -}}
+{{- else if regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$" (toString .) -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "P" 1000000000000000 "E" 1000000000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 "Ei" 1152921504606846976 -}}
+{{- $suffix := regexReplaceAll "^[0-9.]+" (toString .) "" -}}
+{{- $number := regexReplaceAll "[A-Za-z]+$" (toString .) "" -}}
+{{- mulf (float64 $number) (index $units $suffix) | int64 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A byte count as GiB for messages: `8 GiB`, `2.5 GiB`. */}}
+{{- define "etcd.gib" -}}
+{{- printf "%g GiB" (divf (int64 .) 1073741824) -}}
+{{- end -}}
+
+{{/* The backend quota etcd applies: config.quotaBackendBytes, 0 meaning etcd's default of 2 GiB. */}}
+{{- define "etcd.quotaBytes" -}}
+{{- $quota := int64 .Values.config.quotaBackendBytes -}}
+{{- if le $quota 0 -}}2147483648{{- else -}}{{ $quota }}{{- end -}}
+{{- end -}}
+
+{{/* The smallest data claim for the quota: the database grows up to the quota, a defragmentation
+or a snapshot sent by the leader writes a second copy beside it, and WAL segments (64 MiB each,
+five kept) and snapshot files need room: twice the quota plus 1 GiB. */}}
+{{- define "etcd.minDataBytes" -}}
+{{- add (mul 2 (include "etcd.quotaBytes" . | int64)) 1073741824 -}}
+{{- end -}}
+
+{{/*
+Node placement of a pod the chart runs beside the members (`list $ .Values.scaleDown` for the
+hook, `list $ .Values.webui` for the web UI): each of its own values wins when set, even empty;
+null takes the members' value, so the pod may run where the members run (tainted or dedicated
+nodes). Of the members' affinity only nodeAffinity is taken: their pod (anti-)affinity spreads the
+members and could keep this pod off every node.
+*/}}
+{{- define "etcd.placement" -}}
+{{- $v := (index . 0).Values -}}
+{{- $own := index . 1 -}}
+{{- $priority := $own.priorityClassName -}}
+{{- if kindIs "invalid" $priority }}{{ $priority = $v.priorityClassName }}{{ end -}}
+{{- $nodeSelector := $own.nodeSelector -}}
+{{- if kindIs "invalid" $nodeSelector }}{{ $nodeSelector = $v.nodeSelector }}{{ end -}}
+{{- $tolerations := $own.tolerations -}}
+{{- if kindIs "invalid" $tolerations }}{{ $tolerations = $v.tolerations }}{{ end -}}
+{{- $affinity := $own.affinity -}}
+{{- if and (kindIs "invalid" $affinity) (dig "nodeAffinity" nil (default (dict) $v.affinity)) -}}
+{{- $affinity = dict "nodeAffinity" $v.affinity.nodeAffinity -}}
+{{- end -}}
+{{- with $priority }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The DNS egress rule of every NetworkPolicy: `networkPolicy.egress.dns.ports` to its `to`
+peers (any address when the list is empty). */}}
+{{- define "etcd.dnsEgressRule" -}}
+{{- $dns := .Values.networkPolicy.egress.dns -}}
+- ports:
+    {{- toYaml $dns.ports | nindent 4 }}
+  {{- with $dns.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
+
 {{- define "etcd.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "etcd.fullname" .) .Values.serviceAccount.name -}}
@@ -463,8 +563,16 @@ value and the fix.
 {{- end -}}
 {{- if and $v.pdb.enabled (gt $replicas 1) -}}
 {{- $safe := div (sub $replicas 1) 2 -}}
-{{- if gt (int $v.pdb.maxUnavailable) $safe -}}
-{{- $errors = append $errors (printf "pdb.maxUnavailable: %d members down would break the quorum of %d members; at most (replicas-1)/2 = %d. Lower pdb.maxUnavailable to %d." (int $v.pdb.maxUnavailable) $replicas $safe $safe) -}}
+{{- $maxUnavailable := int $v.pdb.maxUnavailable -}}
+{{- if and (gt $replicas 2) (gt $maxUnavailable $safe) -}}
+{{- $errors = append $errors (printf "pdb.maxUnavailable: %d members down would break the quorum of %d members; at most (replicas-1)/2 = %d. Lower pdb.maxUnavailable to %d." $maxUnavailable $replicas $safe $safe) -}}
+{{- end -}}
+{{- if and (eq $maxUnavailable 0) (not $v.pdb.allowBlockingDrains) -}}
+{{- $fix := "Set pdb.maxUnavailable to 1, or set pdb.allowBlockingDrains=true if drains should wait for you." -}}
+{{- if eq $replicas 2 -}}
+{{- $fix = "With 2 members no budget keeps a quorum through a drain: leave pdb.maxUnavailable at 1 (no budget is rendered; a drain stops writes until the member is back), run 3 members, or set pdb.allowBlockingDrains=true if drains should wait for you." -}}
+{{- end -}}
+{{- $errors = append $errors (printf "pdb.maxUnavailable: 0 lets no member be evicted, so every node drain (kubectl drain, node upgrades, the cluster autoscaler) on a node running a member waits until someone moves the member by hand. %s" $fix) -}}
 {{- end -}}
 {{- end -}}
 {{- if and $v.tls.enabled (lt (int $v.tls.maxMembers) $replicas) -}}
@@ -549,6 +657,9 @@ value and the fix.
 {{- if $v.service.externalTrafficPolicy -}}
 {{- $errors = append $errors (printf "service.externalTrafficPolicy: only NodePort and LoadBalancer Services have one, service.type is %s. Remove it or change service.type." $v.service.type) -}}
 {{- end -}}
+{{- else if and $v.service.nodePorts.metrics (not (include "etcd.exposeMetrics" .)) -}}
+{{- $why := ternary "unset publishes it only with type ClusterIP" "is false" (kindIs "invalid" $v.service.exposeMetrics) -}}
+{{- $errors = append $errors (printf "service.nodePorts.metrics: set, but the metrics port is not on the client Service, since service.exposeMetrics %s. Set service.exposeMetrics=true to publish the plain-HTTP metrics outside the cluster, or remove the node port." $why) -}}
 {{- end -}}
 {{- $ports := list (int $v.ports.client) (int $v.ports.peer) (int $v.ports.metrics) -}}
 {{- if ne (len (uniq $ports)) 3 -}}
@@ -568,6 +679,36 @@ value and the fix.
 {{- $errors = append $errors (printf "extraFlags[%d]: --%s is managed by the chart. Use its own value (ports, listen, tls, config.initialClusterToken, initialClusterState, persistence) instead." $i $key) -}}
 {{- else if or (hasPrefix "experimental-" $key) (eq $key "enable-v2") -}}
 {{- $errors = append $errors (printf "extraFlags[%d]: --%s is not valid in etcd 3.7 (experimental flags and v2 were removed). Remove it or use its non-experimental name." $i $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $selectorLabels := list "app.kubernetes.io/name" "app.kubernetes.io/instance" -}}
+{{- range $field := list "commonLabels" "podLabels" -}}
+{{- $chartLabels := list "app.kubernetes.io/component" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "helm.sh/chart" -}}
+{{- if eq $field "commonLabels" -}}
+{{- $chartLabels = append $chartLabels (include "etcd.clientAccessLabel" $) -}}
+{{- end -}}
+{{- range $key, $_ := index $v $field -}}
+{{- if has $key $selectorLabels -}}
+{{- $errors = append $errors (printf "%s.%s: the chart sets this selector label itself, and a second value renders a duplicate key that can detach the pods from the StatefulSet, Services, PodDisruptionBudget and NetworkPolicy. Remove it from %s; label your pods with keys of your own." $field $key $field) -}}
+{{- else if has $key $chartLabels -}}
+{{- $errors = append $errors (printf "%s.%s: the chart sets this label itself, so the objects would carry the key twice. Remove it from %s." $field $key $field) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $_ := $v.podLabels -}}
+{{- if hasKey (default (dict) $v.commonLabels) $key -}}
+{{- $errors = append $errors (printf "podLabels.%s: also set in commonLabels, so the member pod template would carry the key twice. Keep it in one of them." $key) -}}
+{{- end -}}
+{{- end -}}
+{{- $np := $v.networkPolicy -}}
+{{- if and $np.enabled $np.extraEgress (not $np.egress.restrict) -}}
+{{- $errors = append $errors "networkPolicy.extraEgress: set but networkPolicy.egress.restrict is false, so egress is open and the rules would change nothing. Set networkPolicy.egress.restrict=true, or remove them." -}}
+{{- end -}}
+{{- if $v.persistence.enabled -}}
+{{- $size := include "etcd.bytes" $v.persistence.size -}}
+{{- $need := include "etcd.minDataBytes" . | int64 -}}
+{{- if and $size (lt (int64 $size) $need) -}}
+{{- $errors = append $errors (printf "persistence.size: %s is too small for config.quotaBackendBytes %d (%s): the database grows up to the quota, a defragmentation or a snapshot sent by the leader writes a second copy beside it, and the WAL and snapshot files need room too, so a data claim needs twice the quota plus 1 GiB (%s). Raise persistence.size to at least %dGi, or lower config.quotaBackendBytes." (toString $v.persistence.size) (int64 $v.config.quotaBackendBytes) (include "etcd.gib" (include "etcd.quotaBytes" .)) (include "etcd.gib" $need) (int64 (ceil (divf $need 1073741824)))) -}}
 {{- end -}}
 {{- end -}}
 {{- if $errors -}}

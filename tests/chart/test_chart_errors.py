@@ -74,6 +74,41 @@ SCHEMA_CASES = {
         '- webui.kind: webui.kind must be one of the following: "etcdkeeper", "e3w"',
         "- at '/webui/kind': value must be one of 'etcdkeeper', 'e3w'",
     ),
+    "dns-peer-typo": (
+        ["--set-json", 'networkPolicy.egress.dns.to=[{"podSelecter":{}}]'],
+        "- networkPolicy.egress.dns.to.0: Additional property podSelecter is not allowed",
+        "- at '/networkPolicy/egress/dns/to/0': additional properties 'podSelecter' not allowed",
+    ),
+    "dns-peer-ipblock-with-selector": (
+        [
+            "--set-json",
+            'networkPolicy.egress.dns.to=[{"ipBlock":{"cidr":"10.0.0.0/8"},"podSelector":{}}]',
+        ],
+        "- networkPolicy.egress.dns.to.0: Must not validate the schema (not)",
+        "- at '/networkPolicy/egress/dns/to/0': 'not' failed",
+    ),
+    "dns-port-protocol": (
+        ["--set-json", 'networkPolicy.egress.dns.ports=[{"port":53,"protocol":"udp"}]'],
+        "- networkPolicy.egress.dns.ports.0.protocol: networkPolicy.egress.dns.ports.0.protocol "
+        'must be one of the following: "TCP", "UDP", "SCTP"',
+        "- at '/networkPolicy/egress/dns/ports/0/protocol': value must be one of 'TCP', 'UDP', "
+        "'SCTP'",
+    ),
+    "extra-ingress-typo": (
+        ["--set-json", 'networkPolicy.extraIngress=[{"form":[{"podSelector":{}}]}]'],
+        "- networkPolicy.extraIngress.0: Additional property form is not allowed",
+        "- at '/networkPolicy/extraIngress/0': additional properties 'form' not allowed",
+    ),
+    "extra-egress-port": (
+        ["--set-json", 'networkPolicy.extraEgress=[{"ports":[{"port":70000}]}]'],
+        "- networkPolicy.extraEgress.0.ports.0.port: Must be less than or equal to 65535",
+        "- at '/networkPolicy/extraEgress/0/ports/0/port': maximum: got 70,000, want 65,535",
+    ),
+    "hook-tolerations-type": (
+        ["--set", "scaleDown.tolerations=dedicated"],
+        "- scaleDown.tolerations: Invalid type. Expected: [array,null], given: string",
+        "- at '/scaleDown/tolerations': got string, want null or array",
+    ),
 }
 
 
@@ -202,6 +237,72 @@ RULE_CASES = {
         ["--set", "fullnameOverride=" + "e" * 48],
         f'fullnameOverride/release name: the full name "{"e" * 48}" is 48 characters; at most '
         "47 fit `<name>-cluster-record`. Set fullnameOverride to a shorter name.",
+    ),
+    "selector-label-in-pod-labels": (
+        ["--set", "podLabels.app\\.kubernetes\\.io/name=foo"],
+        "podLabels.app.kubernetes.io/name: the chart sets this selector label itself, and a "
+        "second value renders a duplicate key that can detach the pods from the StatefulSet, "
+        "Services, PodDisruptionBudget and NetworkPolicy. Remove it from podLabels; label your "
+        "pods with keys of your own.",
+    ),
+    "selector-label-in-common-labels": (
+        ["--set", "commonLabels.app\\.kubernetes\\.io/instance=foo"],
+        "commonLabels.app.kubernetes.io/instance: the chart sets this selector label itself, and "
+        "a second value renders a duplicate key that can detach the pods from the StatefulSet, "
+        "Services, PodDisruptionBudget and NetworkPolicy. Remove it from commonLabels; label "
+        "your pods with keys of your own.",
+    ),
+    "chart-label-in-common-labels": (
+        ["--set", "commonLabels.app\\.kubernetes\\.io/version=v9"],
+        "commonLabels.app.kubernetes.io/version: the chart sets this label itself, so the "
+        "objects would carry the key twice. Remove it from commonLabels.",
+    ),
+    "component-label-in-pod-labels": (
+        ["--set", "podLabels.app\\.kubernetes\\.io/component=db"],
+        "podLabels.app.kubernetes.io/component: the chart sets this label itself, so the "
+        "objects would carry the key twice. Remove it from podLabels.",
+    ),
+    "pod-label-also-common": (
+        ["--set", "commonLabels.tier=a,podLabels.tier=b"],
+        "podLabels.tier: also set in commonLabels, so the member pod template would carry the "
+        "key twice. Keep it in one of them.",
+    ),
+    "pdb-zero": (
+        ["--set", "pdb.maxUnavailable=0"],
+        "pdb.maxUnavailable: 0 lets no member be evicted, so every node drain (kubectl drain, "
+        "node upgrades, the cluster autoscaler) on a node running a member waits until someone "
+        "moves the member by hand. Set pdb.maxUnavailable to 1, or set "
+        "pdb.allowBlockingDrains=true if drains should wait for you.",
+    ),
+    "pdb-zero-two-members": (
+        ["--set", "replicas=2,allowEvenReplicas=true,pdb.maxUnavailable=0"],
+        "pdb.maxUnavailable: 0 lets no member be evicted, so every node drain (kubectl drain, "
+        "node upgrades, the cluster autoscaler) on a node running a member waits until someone "
+        "moves the member by hand. With 2 members no budget keeps a quorum through a drain: "
+        "leave pdb.maxUnavailable at 1 (no budget is rendered; a drain stops writes until the "
+        "member is back), run 3 members, or set pdb.allowBlockingDrains=true if drains should "
+        "wait for you.",
+    ),
+    "metrics-node-port-not-published": (
+        ["--set", "service.type=NodePort,service.nodePorts.metrics=30080"],
+        "service.nodePorts.metrics: set, but the metrics port is not on the client Service, "
+        "since service.exposeMetrics unset publishes it only with type ClusterIP. Set "
+        "service.exposeMetrics=true to publish the plain-HTTP metrics outside the cluster, or "
+        "remove the node port.",
+    ),
+    "extra-egress-without-restrict": (
+        ["--set-json", 'networkPolicy.extraEgress=[{"ports":[{"port":443}]}]'],
+        "networkPolicy.extraEgress: set but networkPolicy.egress.restrict is false, so egress is "
+        "open and the rules would change nothing. Set networkPolicy.egress.restrict=true, or "
+        "remove them.",
+    ),
+    "claim-below-quota": (
+        ["--set", "config.quotaBackendBytes=8589934592"],
+        "persistence.size: 8Gi is too small for config.quotaBackendBytes 8589934592 (8 GiB): the "
+        "database grows up to the quota, a defragmentation or a snapshot sent by the leader "
+        "writes a second copy beside it, and the WAL and snapshot files need room too, so a data "
+        "claim needs twice the quota plus 1 GiB (17 GiB). Raise persistence.size to at least "
+        "17Gi, or lower config.quotaBackendBytes.",
     ),
 }
 

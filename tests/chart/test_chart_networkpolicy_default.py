@@ -322,6 +322,79 @@ def test_egress_restrict_limits_members_to_peers_dns_and_api(helm: str) -> None:
     assert not can_reach(objects, pod, APP, 8080)
 
 
+NODE_LOCAL_DNS_PEER = '[{"ipBlock":{"cidr":"169.254.20.10/32"}}]'
+
+
+def test_dns_servers_are_configurable(helm: str) -> None:
+    """NodeLocal DNSCache answers on a link-local address, not from kube-dns pods."""
+    objects = render(
+        helm,
+        "-f",
+        scenario_file("webui"),
+        "--set",
+        "networkPolicy.egress.restrict=true",
+        "--set-json",
+        f"networkPolicy.egress.dns.to={NODE_LOCAL_DNS_PEER}",
+    )
+    for pod in (member(objects), hook(objects), webui(objects)):
+        for protocol in ("UDP", "TCP"):
+            assert can_reach(objects, pod, NODE_LOCAL_DNS, 53, protocol), pod
+        assert not can_reach(objects, pod, KUBE_DNS, 53, "UDP"), pod
+
+
+def test_dns_ports_are_configurable(helm: str) -> None:
+    objects = render(
+        helm,
+        "--set",
+        "networkPolicy.egress.restrict=true",
+        "--set-json",
+        'networkPolicy.egress.dns.ports=[{"port":5353,"protocol":"UDP"}]',
+    )
+    for pod in (member(objects), hook(objects)):
+        assert can_reach(objects, pod, KUBE_DNS, 5353, "UDP"), pod
+        assert not can_reach(objects, pod, KUBE_DNS, 53, "UDP"), pod
+
+
+def test_dns_egress_can_be_left_out(helm: str) -> None:
+    objects = render(
+        helm, "--set", "networkPolicy.egress.restrict=true,networkPolicy.egress.dns.enabled=false"
+    )
+    for pod in (member(objects), hook(objects)):
+        assert not can_reach(objects, pod, KUBE_DNS, 53, "UDP"), pod
+
+
+def test_extra_ingress_rules_are_appended(helm: str) -> None:
+    objects = render(
+        helm,
+        "--set",
+        "networkPolicy.client.restrict=true",
+        "--set-json",
+        'networkPolicy.extraIngress=[{"from":[{"namespaceSelector":{"matchLabels":'
+        '{"kubernetes.io/metadata.name":"other"}}}],"ports":[{"port":2379,"protocol":"TCP"}]}]',
+    )
+    target = member(objects)
+    assert can_reach(objects, OTHER_NAMESPACE, target, CLIENT)
+    assert not can_reach(objects, OTHER_NAMESPACE, target, PEER)
+    assert not can_reach(objects, APP, target, CLIENT)
+    ingress = objects[("NetworkPolicy", "etcd")]["spec"]["ingress"]
+    assert ingress[-1]["ports"] == [{"port": 2379, "protocol": "TCP"}]
+
+
+def test_extra_egress_rules_are_appended(helm: str) -> None:
+    objects = render(
+        helm,
+        "--set",
+        "networkPolicy.egress.restrict=true",
+        "--set-json",
+        'networkPolicy.extraEgress=[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24"}}],'
+        '"ports":[{"port":9000}]}]',
+    )
+    pod = member(objects)
+    assert can_reach(objects, pod, OUTSIDE, 9000)
+    assert not can_reach(objects, pod, OUTSIDE, 80)
+    assert not can_reach(objects, hook(objects), OUTSIDE, 9000)
+
+
 def test_secure_scenario_restricts_clients_and_egress(helm: str) -> None:
     objects = render(helm, "-f", scenario_file("secure"))
     target = member(objects)

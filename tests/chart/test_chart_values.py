@@ -149,7 +149,7 @@ def test_etcd_tuning_values(helm: str) -> None:
             "--set",
             "config.autoCompactionMode=revision,config.autoCompactionRetention=1000",
             "--set",
-            "config.quotaBackendBytes=8589934592,config.snapshotCount=5000",
+            "config.quotaBackendBytes=8589934592,config.snapshotCount=5000,persistence.size=17Gi",
             "--set",
             "config.heartbeatInterval=250,config.electionTimeout=2500,config.logLevel=warn",
         )
@@ -260,13 +260,11 @@ def test_image_digest_pins_the_image(helm: str) -> None:
 
 def test_probes_are_http_on_the_metrics_port(helm: str) -> None:
     etcd = container(pod_spec(render(helm)), "etcd")
-    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz")):
+    # Only readiness may need quorum: startup and liveness must pass for a member that is back
+    # before its peers (issue 13, trap 1; end to end in tests/e2e/test_lifecycle.py).
+    paths = {"startupProbe": "/livez", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
+    for probe, path in paths.items():
         assert etcd[probe]["httpGet"] == {"path": path, "port": "metrics", "scheme": "HTTP"}
-    assert etcd["livenessProbe"]["httpGet"] == {
-        "path": "/livez",
-        "port": "metrics",
-        "scheme": "HTTP",
-    }
     assert {p["name"]: p["containerPort"] for p in etcd["ports"]} == {
         "client": 2379,
         "peer": 2380,
@@ -599,6 +597,110 @@ def test_no_placement_keys_by_default(helm: str) -> None:
     assert "topologySpreadConstraints" not in spec
 
 
+TAINT = {"key": "dedicated", "operator": "Equal", "value": "etcd", "effect": "NoSchedule"}
+NODE_AFFINITY = {
+    "requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["etcd"]}]}
+        ]
+    }
+}
+HARD_SPREAD = {
+    "requiredDuringSchedulingIgnoredDuringExecution": [
+        {"topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": SELECTOR}}
+    ]
+}
+PLACEMENT_KEYS = {"nodeSelector", "tolerations", "affinity", "priorityClassName"}
+# The web UI next to members placed on tainted nodes of their own.
+MEMBERS_PLACED = (
+    "-f",
+    scenario_file("webui"),
+    "--set",
+    "nodeSelector.pool=etcd,priorityClassName=etcd-critical",
+    "--set-json",
+    f"tolerations={json.dumps([TAINT])}",
+)
+
+
+def hook_and_webui_pods(objects: dict) -> dict[str, dict]:
+    return {
+        "scaleDown": objects[("Job", "etcd-scale-down")]["spec"]["template"]["spec"],
+        "webui": objects[("Deployment", "etcd-webui")]["spec"]["template"]["spec"],
+    }
+
+
+def test_hook_and_webui_take_no_placement_by_default(helm: str) -> None:
+    for name, spec in hook_and_webui_pods(render(helm, "-f", scenario_file("webui"))).items():
+        assert not PLACEMENT_KEYS & set(spec), name
+
+
+def test_hook_and_webui_run_where_the_members_run(helm: str) -> None:
+    """Nodes that all carry a taint: the hook and the web UI tolerate what the members tolerate,
+    and follow their node selector, node affinity and priority, so an upgrade's hook is never
+    left Pending. The members' anti-affinity spreads members and is not copied."""
+    objects = render(
+        helm,
+        *MEMBERS_PLACED,
+        "--set-json",
+        f"affinity={json.dumps({'nodeAffinity': NODE_AFFINITY, 'podAntiAffinity': HARD_SPREAD})}",
+    )
+    for name, spec in hook_and_webui_pods(objects).items():
+        assert spec["tolerations"] == [TAINT], name
+        assert spec["nodeSelector"] == {"pool": "etcd"}, name
+        assert spec["priorityClassName"] == "etcd-critical", name
+        assert spec["affinity"] == {"nodeAffinity": NODE_AFFINITY}, name
+
+
+def test_tolerations_alone_reach_the_hook_and_webui(helm: str) -> None:
+    objects = render(
+        helm, "-f", scenario_file("webui"), "--set-json", f"tolerations={json.dumps([TAINT])}"
+    )
+    for name, spec in hook_and_webui_pods(objects).items():
+        assert spec["tolerations"] == [TAINT], name
+        assert not {"nodeSelector", "affinity", "priorityClassName"} & set(spec), name
+
+
+@pytest.mark.parametrize("section", ["scaleDown", "webui"])
+def test_hook_and_webui_placement_of_their_own_wins(helm: str, section: str) -> None:
+    own_taint = {"key": "tools", "operator": "Exists", "effect": "NoSchedule"}
+    own_affinity = {"nodeAffinity": NODE_AFFINITY}
+    objects = render(
+        helm,
+        *MEMBERS_PLACED,
+        "--set",
+        f"{section}.nodeSelector.pool=tools,{section}.priorityClassName=tools",
+        "--set-json",
+        f"{section}.tolerations={json.dumps([own_taint])}",
+        "--set-json",
+        f"{section}.affinity={json.dumps(own_affinity)}",
+    )
+    pods = hook_and_webui_pods(objects)
+    own = pods.pop(section)
+    assert own["tolerations"] == [own_taint]
+    assert own["nodeSelector"] == {"pool": "tools"}
+    assert own["priorityClassName"] == "tools"
+    assert own["affinity"] == own_affinity
+    (other,) = pods.values()
+    assert other["tolerations"] == [TAINT]
+    assert other["nodeSelector"] == {"pool": "etcd"}
+
+
+@pytest.mark.parametrize("section", ["scaleDown", "webui"])
+def test_empty_placement_of_their_own_turns_the_members_off(helm: str, section: str) -> None:
+    objects = render(
+        helm,
+        *MEMBERS_PLACED,
+        "--set-json",
+        f"{section}.tolerations=[]",
+        "--set-json",
+        f"{section}.nodeSelector={{}}",
+        "--set",
+        f"{section}.priorityClassName=",
+    )
+    own = hook_and_webui_pods(objects)[section]
+    assert not PLACEMENT_KEYS & set(own)
+
+
 # --- PodDisruptionBudget ---------------------------------------------------------------------
 
 
@@ -620,6 +722,28 @@ def test_pdb_can_be_turned_off(helm: str) -> None:
     assert ("PodDisruptionBudget", "etcd") not in render(helm, "--set", "pdb.enabled=false")
 
 
+def test_pdb_zero_only_when_blocking_drains_is_allowed(helm: str) -> None:
+    objects = render(helm, "--set", "pdb.maxUnavailable=0,pdb.allowBlockingDrains=true")
+    assert objects[("PodDisruptionBudget", "etcd")]["spec"]["maxUnavailable"] == 0
+
+
+def test_two_members_render_with_the_default_budget_and_no_zero(helm: str) -> None:
+    """No budget keeps a quorum of 2 through a drain; 0 would block every drain, so the default
+    renders none (as with 1 member) and says so."""
+    objects = render(helm, "--set", "replicas=2,allowEvenReplicas=true")
+    assert objects[("StatefulSet", "etcd")]["spec"]["replicas"] == 2
+    assert ("PodDisruptionBudget", "etcd") not in objects
+
+
+def test_two_members_may_block_drains_when_asked(helm: str) -> None:
+    objects = render(
+        helm,
+        "--set",
+        "replicas=2,allowEvenReplicas=true,pdb.maxUnavailable=0,pdb.allowBlockingDrains=true",
+    )
+    assert objects[("PodDisruptionBudget", "etcd")]["spec"]["maxUnavailable"] == 0
+
+
 # --- persistence -----------------------------------------------------------------------------
 
 
@@ -631,6 +755,21 @@ def test_data_claim_by_default(helm: str) -> None:
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": "8Gi"}},
     }
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        "config.quotaBackendBytes=8589934592,persistence.size=17Gi",
+        "config.quotaBackendBytes=8589934592,persistence.size=18.5G",
+        "config.quotaBackendBytes=4294967296,persistence.size=9Gi",
+        "config.quotaBackendBytes=8589934592,persistence.enabled=false",
+        "config.quotaBackendBytes=0,persistence.size=5Gi",
+    ],
+    ids=["17Gi-for-8GiB", "decimal-units", "9Gi-for-4GiB", "no-claim", "etcd-default-quota"],
+)
+def test_data_claim_of_twice_the_quota_plus_room_renders(helm: str, values: str) -> None:
+    assert ("StatefulSet", "etcd") in render(helm, "--set", values)
 
 
 def test_separate_wal_volume(helm: str) -> None:
@@ -713,9 +852,27 @@ def test_client_service_without_metrics(helm: str) -> None:
 def test_nodeport_service(helm: str) -> None:
     spec = render(helm, "-f", scenario_file("nodeport"))[("Service", "etcd")]["spec"]
     assert spec["type"] == "NodePort"
-    assert spec["ports"][0]["nodePort"] == 30453
-    assert "nodePort" not in spec["ports"][1]
+    assert [(p["name"], p["nodePort"]) for p in spec["ports"]] == [("client", 30453)]
     assert spec["externalTrafficPolicy"] == "Local"
+
+
+@pytest.mark.parametrize("kind", ["NodePort", "LoadBalancer"])
+def test_metrics_stay_inside_the_cluster_unless_asked(helm: str, kind: str) -> None:
+    """The metrics listener is plain HTTP: a Service reachable from outside leaves it out."""
+    spec = render(helm, "--set", f"service.type={kind}")[("Service", "etcd")]["spec"]
+    assert [p["name"] for p in spec["ports"]] == ["client"]
+
+
+def test_metrics_published_outside_when_asked(helm: str) -> None:
+    spec = render(
+        helm,
+        "--set",
+        "service.type=NodePort,service.exposeMetrics=true,service.nodePorts.metrics=30080",
+    )[("Service", "etcd")]["spec"]
+    assert [(p["name"], p.get("nodePort")) for p in spec["ports"]] == [
+        ("client", None),
+        ("metrics", 30080),
+    ]
 
 
 def test_loadbalancer_service(helm: str) -> None:
@@ -866,6 +1023,30 @@ def test_notes_explain_how_to_connect(helm4: str) -> None:
     assert "(ETCDCTL_ENDPOINTS is set)" in text
     assert "set listen.localhost=true to use it." in text
     assert "  http://etcd-2.etcd-headless.etcd.svc.cluster.local:2379\n" in text
+
+
+def test_notes_warn_when_the_memory_limit_is_below_the_quota(helm4: str) -> None:
+    assert "WARNING" not in notes(helm4)
+    text = notes(helm4, "--set", "config.quotaBackendBytes=8589934592,persistence.size=20Gi")
+    assert (
+        "\nWARNING: resources.limits.memory 4Gi is below config.quotaBackendBytes (8 GiB).\n"
+        "etcd maps its whole database into memory, so as the database grows toward the quota "
+        "every member\ncan be OOM-killed at about the same time."
+    ) in text
+    assert "or lower config.quotaBackendBytes.\n" in text
+    raised = notes(
+        helm4,
+        "--set",
+        "config.quotaBackendBytes=8589934592,persistence.size=20Gi",
+        "--set",
+        "resources.limits.memory=10Gi",
+    )
+    assert "WARNING" not in raised
+
+
+def test_notes_say_two_members_have_no_budget(helm4: str) -> None:
+    text = notes(helm4, "--set", "replicas=2,allowEvenReplicas=true")
+    assert "No PodDisruptionBudget: with 2 members" in text
 
 
 def test_notes_with_tls_and_port_forward(helm4: str) -> None:

@@ -54,3 +54,23 @@ def test_unreadable_file_and_schema(tmp_path: Path) -> None:
     result = validate(str(missing), "--schema", str(tmp_path / "nope.json"))
     assert result.returncode == 2
     assert result.stderr.startswith(f"etcd-chart validate: {tmp_path / 'nope.json'}: cannot read")
+
+
+def test_chart_rules_name_the_field_and_the_fix(tmp_path: Path) -> None:
+    """The chart's own cross-field rules, through `helm template`: one line per problem."""
+    labels, quota = tmp_path / "labels.yaml", tmp_path / "quota.yaml"
+    labels.write_text("podLabels:\n  app.kubernetes.io/name: db\n")
+    quota.write_text("config:\n  quotaBackendBytes: 8589934592\n")
+    result = validate(str(labels), str(quota))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"{labels}: podLabels.app.kubernetes.io/name: the chart sets this selector label "
+        "itself, and a second value renders a duplicate key that can detach the pods from the "
+        "StatefulSet, Services, PodDisruptionBudget and NetworkPolicy (remove it from "
+        "podLabels; label your pods with keys of your own)\n"
+        f"{quota}: persistence.size: 8Gi is too small for config.quotaBackendBytes 8589934592 "
+        "(8 GiB): the database grows up to the quota, a defragmentation or a snapshot sent by "
+        "the leader writes a second copy beside it, and the WAL and snapshot files need room "
+        "too, so a data claim needs twice the quota plus 1 GiB (17 GiB) (raise persistence.size "
+        "to at least 17Gi, or lower config.quotaBackendBytes)\n"
+    )

@@ -34,6 +34,7 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ("replicas", {"replicas": 0}),
     ("replicas", {"replicas": 4}),
     ("pdb.maxUnavailable", {"pdb": {"enabled": True, "maxUnavailable": 2}}),
+    ("pdb.maxUnavailable", {"pdb": {"maxUnavailable": 0}}),
     ("tls.maxMembers", {"replicas": 11, **TLS}),
     ("tls.existingSecrets.server", {"tls": {"enabled": True, "source": "existingSecrets"}}),
     (
@@ -86,6 +87,10 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ("webui.kind", {"webui": {"kind": "phpmyadmin"}}),
     ("service.nodePorts", {"service": {"type": "ClusterIP", "nodePorts": {"client": 30379}}}),
     ("service.externalTrafficPolicy", {"service": {"externalTrafficPolicy": "Local"}}),
+    (
+        "service.nodePorts.metrics",
+        {"service": {"type": "LoadBalancer", "nodePorts": {"metrics": 30080}}},
+    ),
     ("ports", {"ports": {"client": 2379, "peer": 2379}}),
     ("extraConfig.data-dir", {"extraConfig": {"data-dir": "/elsewhere"}}),
     (
@@ -94,6 +99,11 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ),
     ("extraFlags[0]", {"extraFlags": ["--initial-cluster-state=new"]}),
     ("extraFlags[0]", {"extraFlags": ["--enable-v2=true"]}),
+    ("podLabels.app.kubernetes.io/name", {"podLabels": {"app.kubernetes.io/name": "db"}}),
+    ("commonLabels.helm.sh/chart", {"commonLabels": {"helm.sh/chart": "mine"}}),
+    ("podLabels.tier", {"commonLabels": {"tier": "a"}, "podLabels": {"tier": "b"}}),
+    ("networkPolicy.extraEgress", {"networkPolicy": {"extraEgress": [{"ports": [{"port": 53}]}]}}),
+    ("persistence.size", {"config": {"quotaBackendBytes": 8589934592}}),
 ]
 
 
@@ -108,7 +118,7 @@ def _rule_fields() -> list[str]:
 
 
 def _matches(template_field: str, field: str) -> bool:
-    pattern = re.escape(template_field).replace("%d", r"\d+").replace("%s", r"[a-z0-9-]+")
+    pattern = re.escape(template_field).replace("%d", r"\d+").replace("%s", r"[A-Za-z0-9./_-]+")
     return re.fullmatch(pattern, field) is not None
 
 

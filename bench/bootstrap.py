@@ -2,18 +2,16 @@
 
 For 3 and 5 members, interleaved over N runs, it measures
 
-- sandbox: the wall time of `etcd-chart sandbox up` (render with Helm and the post-renderer,
-  daemon and fake API start, init containers, etcd, probes) until it returns with every pod Ready;
+- sandbox: the wall time of `etcd-chart sandbox up` (the control plane starts, `helm install`
+  with the post-renderer, the process kubelet runs the pods: init containers, etcd, probes) until
+  it returns with every pod Ready, split into control plane ready, release installed and all
+  members Ready;
 - by hand: the same etcd binary started directly with static flags (one loopback address per
   member, the same ports and cluster size), until every member's `/readyz` answers 200;
 
-and prints the medians, their ratio (goal: at most 1.5) and the sandbox daemon's peak resident
-memory (VmHWM). With `--control-plane real` the sandbox runs kube-apiserver, the controller
-manager and the scheduler and installs with `helm install`; the table then splits the sandbox's
-time into control plane ready, release installed and all members Ready, and adds the control
-plane's peak memory (the sum of its processes' VmHWM).
-Usage: `python bench/bootstrap.py [--runs 5] [--members 3 5] [--manifest FILE]
-[--control-plane real]`.
+and prints the medians side by side with their ratio, the control plane's peak resident memory
+(the sum of its processes' VmHWM) and the sandbox daemon's.
+Usage: `python bench/bootstrap.py [--runs 5] [--members 3 5] [--manifest FILE]`.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -98,15 +95,6 @@ def _peak_rss_kib(pid: int) -> int:
     return 0
 
 
-def _first_event(log: Path, marker: str, day_start: float) -> float | None:
-    """Wall-clock time of the first daemon.log line with `marker` (lines start HH:MM:SS.mmm)."""
-    for line in log.read_text().splitlines():
-        if marker in line:
-            hours, minutes, seconds = line.split(" ", 1)[0].split(":")
-            return day_start + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    return None
-
-
 PHASES = re.compile(
     r"control plane ready in ([\d.]+) s, release installed ([\d.]+) s later, "
     r"all Ready ([\d.]+) s after that"
@@ -122,14 +110,13 @@ def _control_plane_peak_kib(state: Path) -> int:
     )
 
 
-def in_real_sandbox(members: int, work: Path, chart: str) -> tuple[float, list[float], int, int]:
-    """`sandbox up --control-plane real`: total seconds, [control plane ready, release installed,
-    all Ready] seconds, the daemon's and the control plane's peak RSS in KiB."""
+def in_sandbox(members: int, work: Path, source: list[str]) -> tuple[float, list[float], int, int]:
+    """`sandbox up`: total seconds, [control plane ready, release installed, all Ready] seconds,
+    the daemon's and the control plane's peak RSS in KiB."""
     state = work / "state"
-    command = [
-        *SANDBOX, "up", chart, "--set", f"replicas={members}", "--state-dir", str(state),
-        "--control-plane", "real",
-    ]  # fmt: skip
+    command = [*SANDBOX, "up", *source, "--state-dir", str(state)]
+    if source[0] != "--manifest":
+        command += ["--set", f"replicas={members}"]
     start = time.monotonic()
     result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
     elapsed = time.monotonic() - start
@@ -150,40 +137,13 @@ def in_real_sandbox(members: int, work: Path, chart: str) -> tuple[float, list[f
         )  # noqa: S603
 
 
-def in_sandbox(members: int, work: Path, source: list[str]) -> tuple[float, int, float]:
-    """Seconds `sandbox up` takes until every pod is Ready, the daemon's peak RSS in KiB, and
-    the seconds from the command's start until the first pod was created (render, daemon, API)."""
-    state = work / "state"
-    command = [*SANDBOX, "up", *source, "--set", f"replicas={members}", "--state-dir", str(state)]
-    if source[0] == "--manifest":
-        command = [*SANDBOX, "up", *source, "--state-dir", str(state)]
-    wall_start = time.time()
-    start = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
-    elapsed = time.monotonic() - start
-    try:
-        if result.returncode != 0:
-            raise SystemExit(f"sandbox up failed ({result.returncode}):\n{result.stderr}")
-        pid = int((state / "daemon.pid").read_text())
-        local = time.localtime(wall_start)
-        day_start = wall_start - (
-            local.tm_hour * 3600 + local.tm_min * 60 + local.tm_sec + wall_start % 1
-        )
-        created = _first_event(state / "daemon.log", ": created at ", day_start)
-        return elapsed, _peak_rss_kib(pid), (created - wall_start) if created else float("nan")
-    finally:
-        subprocess.run(
-            [*SANDBOX, "down", "--purge", "--state-dir", str(state)],
-            capture_output=True,
-            check=False,
-        )  # noqa: S603
-
-
 def _manifest_for(members: int, manifest: str, work: Path) -> list[str]:
     text = Path(manifest).read_text().replace("replicas: 3", f"replicas: {members}")
     path = work / f"manifest-{members}.yaml"
     path.write_text(text)
-    return ["--manifest", str(path)]
+    # One Node per member (the docs' StatefulSet wants a host each) and PodSecurity baseline (it
+    # sets no securityContext, which `restricted` refuses).
+    return ["--manifest", str(path), "--nodes", str(members), "--pod-security", "baseline"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -195,47 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--manifest", help="boot this manifest (replicas: 3 is replaced) instead of the chart"
     )
     parser.add_argument("--subnet", default="127.199.42", help="/24 for the etcd started by hand")
-    parser.add_argument("--control-plane", choices=("emulated", "real"), default="emulated")
     args = parser.parse_args(argv)
-    if args.control_plane == "real":
-        return real_table(args)
-    print(
-        f"{'members':>7} {'sandbox s':>10} {'by hand s':>10} {'ratio':>6} {'daemon peak RSS':>16} "
-        f"{'before pods s':>14}"
-    )
-    worst = 0.0
-    for members in args.members:
-        sandbox_times: list[float] = []
-        hand_times: list[float] = []
-        peaks: list[int] = []
-        before_pods: list[float] = []
-        for _ in range(args.runs):
-            with tempfile.TemporaryDirectory(prefix="bench-bootstrap-") as tmp:
-                work = Path(tmp)
-                hand_times.append(by_hand(members, work / "hand", args.subnet))
-                shutil.rmtree(work / "hand", ignore_errors=True)
-                source = (
-                    _manifest_for(members, args.manifest, work) if args.manifest else [args.chart]
-                )
-                elapsed, peak, before = in_sandbox(members, work, source)
-                sandbox_times.append(elapsed)
-                peaks.append(peak)
-                before_pods.append(before)
-        sandbox_median = statistics.median(sandbox_times)
-        hand_median = statistics.median(hand_times)
-        ratio = sandbox_median / hand_median
-        worst = max(worst, ratio)
-        print(
-            f"{members:>7} {sandbox_median:>10.2f} {hand_median:>10.2f} {ratio:>6.2f} "
-            f"{max(peaks) / 1024:>12.1f} MiB {statistics.median(before_pods):>14.2f}"
-        )
-    print(f"worst ratio {worst:.2f} (goal <= 1.5), medians of {args.runs} interleaved runs")
-    print("before pods: from the command's start until the first pod exists (helm template,")
-    print("daemon and fake API start, the post-renderer against the fake API, validation, hooks)")
-    return 0
-
-
-def real_table(args: argparse.Namespace) -> int:
     print(
         f"{'members':>7} {'sandbox s':>10} {'by hand s':>10} {'ratio':>6} {'plane s':>8} "
         f"{'helm s':>7} {'ready s':>8} {'plane peak RSS':>15} {'daemon peak RSS':>16}"
@@ -250,7 +170,10 @@ def real_table(args: argparse.Namespace) -> int:
             with tempfile.TemporaryDirectory(prefix="bench-bootstrap-") as tmp:
                 work = Path(tmp)
                 hands.append(by_hand(members, work / "hand", args.subnet))
-                total, split, daemon_peak, plane_peak = in_real_sandbox(members, work, args.chart)
+                source = (
+                    _manifest_for(members, args.manifest, work) if args.manifest else [args.chart]
+                )
+                total, split, daemon_peak, plane_peak = in_sandbox(members, work, source)
                 totals.append(total)
                 phases.append(split)
                 daemon_peaks.append(daemon_peak)
@@ -263,7 +186,8 @@ def real_table(args: argparse.Namespace) -> int:
             f"{max(plane_peaks) / 1024:>11.1f} MiB {max(daemon_peaks) / 1024:>12.1f} MiB"
         )
     print(f"medians of {args.runs} interleaved runs; plane: control plane ready, helm: `helm")
-    print("install` with the post-renderer, ready: from then until every member is Ready")
+    print("install` with the post-renderer (kubectl apply for a manifest), ready: from then")
+    print("until every member is Ready")
     return 0
 
 

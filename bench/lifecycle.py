@@ -13,7 +13,7 @@ scale step, under 1 s for a rolling restart, where etcd hands leadership off on 
 Between changes the cluster is left alone for `--settle` seconds (default 10): etcd refuses a
 membership change until every voter has been connected for 5 s, so a scale-up started right
 after a restart or another scale-up waits up to 5 s more per member (`--settle 0` shows it).
-Usage: `python bench/lifecycle.py [--runs 3] [--settle 10] [--control-plane real|emulated]`.
+Usage: `python bench/lifecycle.py [--runs 3] [--settle 10]`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--settle", type=float, default=10.0)
     parser.add_argument("--chart", default=str(REPO / "chart"))
-    parser.add_argument("--control-plane", choices=("real", "emulated"), default="real")
     args = parser.parse_args(argv)
     results: dict[str, list[tuple[float, float]]] = {
         "scale 3 -> 5": [],
@@ -68,7 +67,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sb = Sandbox(Path(tmp) / "state")
         sb.up(
             args.chart,
-            *("--control-plane", args.control_plane),
             *("--set", "podAnnotations.rollout=r0"),
             timeout=240,
         )
@@ -108,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{statistics.median(outage):>15.2f} {max(outage):>14.2f} {OUTAGE_GOALS[change]:>6.1f}"
         )
     print(
-        f"{args.runs} runs, {args.settle:.0f} s settle, {args.control_plane} control plane; "
+        f"{args.runs} runs, {args.settle:.0f} s settle; "
         f"{len(ledger.acknowledged) if ledger else 0} writes acknowledged, {len(lost)} lost"
     )
     return 1 if lost else 0

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job on defaults: render the chart through the post-renderer with Helm 4 (installed as a
 # Helm plugin in a private plugin directory), print what the cluster would get, then boot that
-# release with real etcd processes in the sandbox, show the member list and a put/get done with
-# etcdctl, and stop everything again. Extra arguments go to helm (e.g. --set replicas=5).
+# release in the sandbox (a real control plane, helm install, pods as real etcd processes), show
+# the member list and a put/get done with etcdctl, and stop everything again. Extra arguments go
+# to helm (e.g. --set replicas=5).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -24,7 +25,7 @@ helm4 template etcd "$repo/chart" --namespace default --post-renderer etcd-chart
 python -m etcd_chart.summary < "$work/rendered.yaml"
 
 echo
-echo "== etcd-chart sandbox up (real etcd processes, one loopback address per pod)"
+echo "== etcd-chart sandbox up (a real control plane and helm install; the pods run as real etcd processes, one loopback address each)"
 etcd-chart sandbox up "$repo/chart" --name etcd --namespace default --state-dir "$state" "$@"
 pod=etcd-0
 echo

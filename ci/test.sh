@@ -2,8 +2,9 @@
 # The whole test suite on a fresh machine: installs what it needs (ci/install-tools.sh), then
 # lints, type-checks and runs pytest (unit, chart renders with Helm 3 and 4, end-to-end with real etcd).
 # Extra arguments go to pytest, e.g. `bash ci/test.sh tests/unit -k postrender`. Tests run in
-# $TEST_WORKERS pytest-xdist workers (default 2; 0 runs them in this process), a test module's
-# tests together in one worker, since its fixtures (a sandbox, a control plane) are shared.
+# $TEST_WORKERS pytest-xdist workers (default 2; 0 runs them in this process), test by test; a
+# module whose module-scoped fixtures are shared (a sandbox, a release) is marked
+# `xdist_group` and runs whole in one worker.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -21,4 +22,4 @@ workers=${TEST_WORKERS:-2}
 if [ "$workers" = 0 ]; then
   exec python -m pytest "$@"
 fi
-exec python -m pytest -n "$workers" --dist loadscope "$@"
+exec python -m pytest -n "$workers" --dist loadgroup "$@"

@@ -1,14 +1,20 @@
-"""Shared fixtures: repository paths and the real tools that ci/install-tools.sh caches."""
+"""Shared fixtures: repository paths, the real tools that ci/install-tools.sh caches, and one real
+control plane per test process (helpers for it in realapi.py)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from etcd_chart.helm import ToolMissing, find_tool
+from etcd_chart.sandbox.controlplane import ControlPlane, find_binaries
+from etcd_chart.sandbox.network import choose_subnet
 from etcd_versions import ETCD_MINORS, etcd_release
+from realapi import delete_namespace, new_namespace
+from strays import stray_processes
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "chart"
@@ -72,6 +78,36 @@ def etcd_bin() -> str:
 @pytest.fixture(scope="session")
 def etcdctl_bin() -> str:
     return _tool("etcdctl")
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+    cert-manager) shared by the tests of one process; each test works in namespaces of its own.
+    Its etcd is the default one, whatever etcd release a test runs its members on."""
+    root = tmp_path_factory.mktemp("control-plane")
+    binaries = find_binaries(_tool("etcd"), cert_manager=True)
+    plane = ControlPlane(root, f"{choose_subnet(root)}.1", binaries)
+    plane.start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+        assert stray_processes(root, None) == []
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> Iterator[Callable[[], str]]:
+    """`namespace()`: a fresh namespace on the shared control plane, deleted after the test."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(new_namespace(control_plane))
+        return made[-1]
+
+    yield make
+    for name in made:
+        delete_namespace(control_plane, name)
 
 
 @pytest.fixture(autouse=True)

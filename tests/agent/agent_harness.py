@@ -4,15 +4,25 @@ Each pod of a test release gets a loopback address (127.77.B.i+1, a free block p
 the DNS name the headless Service would give it, through a private mount namespace in which a
 release-wide hosts file is bind-mounted over /etc/hosts (`unshare -m`). The agent and etcd run
 inside it exactly as in a pod: the agent resolves `<pod>.<headless>.<ns>.svc.<domain>`, etcd
-advertises those names. The Kubernetes API is the fake one from `etcd_chart.fakeapi` (a stand-in:
-no real API server runs here). Every process is killed at teardown.
+advertises those names. Every process is killed at teardown.
+
+The Kubernetes API is real: the shared control plane of the test process (the `control_plane`
+fixture, tests/conftest.py), a fresh namespace per release. In it the harness creates what the
+chart renders for the agent (`helm template`): the ServiceAccount, Role and RoleBinding of the
+member pods and those of the scale-down hook. The agent reaches the API server by its address
+with a bound token of its ServiceAccount (TokenRequest), the control plane's CA and the
+namespace, in a directory laid out like the pod's projected `kube-api-access` volume; `scale-down`
+runs as the hook's ServiceAccount, every other command as the member pods'. What a test seeds
+or checks (the cluster record, the StatefulSet, a pod) it writes and reads as the admin.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import datetime
+import functools
 import importlib.util
 import ipaddress
 import json
@@ -26,17 +36,26 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from etcd_chart.fakeapi import FakeApiServer
+import yaml
+from etcd_chart.helm import find_tool
+from etcd_chart.sandbox.controlplane import ControlPlane
+from realapi import api, apply, service_account_token
 
-AGENT = Path(__file__).resolve().parents[2] / "chart" / "files" / "member_agent.py"
-STS, HEADLESS, NAMESPACE, DOMAIN, TOKEN = "etcd", "etcd-headless", "agent", "cluster.local", "tkn"
+CHART = Path(__file__).resolve().parents[2] / "chart"
+AGENT = CHART / "files" / "member_agent.py"
+STS, HEADLESS, DOMAIN, TOKEN = "etcd", "etcd-headless", "cluster.local", "tkn"
 RECORD = "etcd-cluster-record"
+# The chart's ServiceAccounts for release `etcd`: the member pods' and the scale-down hook's.
+MEMBER_ACCOUNT, HOOK_ACCOUNT = "etcd", "etcd-scale-down"
+# Plural resource names of the objects the tests seed, by kind.
+PLURALS = {"ConfigMap": "configmaps", "Pod": "pods", "StatefulSet": "statefulsets"}
 HOSTS_ORDINALS = 12
 # The interpreter that runs the agent (the pods use python:3.13-alpine; this may differ).
 AGENT_PYTHON = os.environ.get("ETCD_AGENT_TEST_PYTHON") or sys.executable
@@ -68,6 +87,40 @@ def _free_block() -> int:
     raise RuntimeError("no free 127.77.B.0/24 block")
 
 
+_PLACEHOLDER_NAMESPACE = "agent-placeholder"
+
+
+@functools.cache
+def _rendered_rbac(replicas: int) -> str:
+    """The chart's ServiceAccounts, Roles and RoleBindings (default values, release `etcd` of
+    `replicas` members) rendered in a placeholder namespace, as one JSON list. An even count
+    needs allowEvenReplicas, 2 needs the PodDisruptionBudget off; neither changes the RBAC."""
+    rendered = subprocess.run(
+        [find_tool("helm4"), "template", "etcd", str(CHART)]
+        + ["--namespace", _PLACEHOLDER_NAMESPACE, "--set", f"replicas={replicas}"]
+        + ["--set", "allowEvenReplicas=true", "--set", "pdb.enabled=false"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert rendered.returncode == 0, f"helm template: {rendered.stderr}"
+    kinds = ("ServiceAccount", "Role", "RoleBinding")
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o and o["kind"] in kinds]
+    names = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+    assert names == sorted(
+        (kind, name) for kind in kinds for name in (MEMBER_ACCOUNT, HOOK_ACCOUNT)
+    )
+    return json.dumps(objects)
+
+
+def chart_rbac(namespace: str, replicas: int) -> list[dict[str, Any]]:
+    """What the chart gives the agent in `namespace`: each ServiceAccount with its Role and
+    RoleBinding, exactly as rendered (the Role of the member pods names each pod it may delete,
+    so it depends on `replicas`)."""
+    quoted = json.dumps(_PLACEHOLDER_NAMESPACE)
+    return list(json.loads(_rendered_rbac(replicas).replace(quoted, json.dumps(namespace))))
+
+
 class Pod:
     def __init__(self, release: Release, index: int):
         self.index = index
@@ -76,7 +129,7 @@ class Pod:
         self.dir = release.root / self.name
         self.volume = self.dir / "volume"
         self.output = self.dir / "run" / "etcd.conf.json"
-        self.dns = f"{self.name}.{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"
+        self.dns = f"{self.name}.{HEADLESS}.{release.namespace}.svc.{DOMAIN}"
         self.url = f"{release.scheme}://{self.ip}:2379"
         self.peer_url = f"{release.scheme}://{self.dns}:2380"
         self.etcd: subprocess.Popen[bytes] | None = None
@@ -88,35 +141,67 @@ class Pod:
 
 
 class Release:
-    """One etcd "StatefulSet" of up to HOSTS_ORDINALS pods, plus the fake Kubernetes API."""
+    """One etcd "StatefulSet" of up to HOSTS_ORDINALS pods, in a namespace of its own on the real
+    API server, with the chart's RBAC for the agent."""
 
-    def __init__(self, root: Path, etcd_bin: str, pods: int = 5, tls: bool = False):
+    def __init__(
+        self,
+        root: Path,
+        etcd_bin: str,
+        plane: ControlPlane,
+        namespace: str,
+        pods: int = 5,
+        tls: bool = False,
+    ):
         self.root = root
         self.etcd_bin = etcd_bin
+        self.plane = plane
+        self.namespace = namespace
         self.block = _free_block()
         self.tls = root / "tls" if tls else None
         self.scheme = "https" if tls else "http"
         if self.tls is not None:
-            make_certificates(self.tls, self.block)
+            make_certificates(self.tls, self.block, namespace)
         self.context = self._client_context()
         self.processes: list[subprocess.Popen[Any]] = []
-        self.api = FakeApiServer("127.0.0.1", 0, token="agent-test-token").start()
         self.sa_dir = root / "serviceaccount"
-        self.sa_dir.mkdir()
-        (self.sa_dir / "token").write_text(self.api.token)
-        shutil.copy(self.api.ca_file, self.sa_dir / "ca.crt")
+        self.hook_sa_dir = root / "serviceaccount-scale-down"
         self.pods = [Pod(self, i) for i in range(pods)]
+        self._grant_agent_access(pods)
         self.hosts = root / "hosts"
         lines = ["127.0.0.1 localhost"]
         for i in range(HOSTS_ORDINALS):
             pod = f"{STS}-{i}"
             lines.append(
-                f"127.77.{self.block}.{i + 1} {pod}.{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"
-                f" {pod}.{HEADLESS}.{NAMESPACE}.svc {pod}.{HEADLESS}"
+                f"127.77.{self.block}.{i + 1} {pod}.{HEADLESS}.{namespace}.svc.{DOMAIN}"
+                f" {pod}.{HEADLESS}.{namespace}.svc {pod}.{HEADLESS}"
             )
         self.hosts.write_text("\n".join(lines) + "\n")
         self.auth_file = root / "auth.json"
         self.root_password_file = root / "root-password"
+
+    def _grant_agent_access(self, replicas: int) -> None:
+        """The chart's RBAC for the agent and the hook, and for each ServiceAccount a directory
+        like the pod's projected `kube-api-access` volume (token, ca.crt, namespace)."""
+        tokens = {
+            account: service_account_token(self.plane, self.namespace, account)
+            for account in (MEMBER_ACCOUNT, HOOK_ACCOUNT)
+        }
+        # After the tokens: their bare ServiceAccounts take the chart's fields here.
+        apply(self.plane, self.namespace, chart_rbac(self.namespace, replicas))
+        record = self.path("v1", "configmaps", RECORD)
+        for account, directory in ((MEMBER_ACCOUNT, self.sa_dir), (HOOK_ACCOUNT, self.hook_sa_dir)):
+            directory.mkdir()
+            (directory / "token").write_text(tokens[account])
+            shutil.copy(self.plane.pki.ca, directory / "ca.crt")
+            (directory / "namespace").write_text(self.namespace)
+            # RBAC takes effect when the API server's informers see the RoleBinding: until
+            # then the record (both Roles may read it) answers 403, after it 404.
+            self.wait_for(
+                f"the RoleBinding of {account} to take effect",
+                lambda token=tokens[account]: api(self.plane, token, "GET", record) == 404,
+                timeout=15,
+            )
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -125,7 +210,7 @@ class Release:
 
     def template(self, replicas: int, state: str = "new") -> Path:
         """The `F-config` ConfigMap's etcd.conf.json for `replicas` members."""
-        dns = f"$(POD_NAME).{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"
+        dns = f"$(POD_NAME).{HEADLESS}.{self.namespace}.svc.{DOMAIN}"
         config = {
             "name": "$(POD_NAME)",
             "data-dir": "$(POD_VOLUME)/data",
@@ -157,10 +242,12 @@ class Release:
         return path
 
     def env(self, pod: Pod, template: Path | None = None, **extra: str) -> dict[str, str]:
+        server = urllib.parse.urlsplit(self.plane.server)
+        assert server.hostname is not None and server.port is not None, self.plane.server
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "POD_NAME": pod.name,
-            "POD_NAMESPACE": NAMESPACE,
+            "POD_NAMESPACE": self.namespace,
             "POD_IP": pod.ip,
             "POD_VOLUME": str(pod.volume),
             "ETCD_AGENT_TEMPLATE": str(template or self.root / "no-template.json"),
@@ -174,8 +261,8 @@ class Release:
             "ETCD_AGENT_AUTH_FILE": str(self.auth_file),
             "ETCD_AGENT_ROOT_PASSWORD_FILE": str(self.root_password_file),
             "ETCD_AGENT_SERVICEACCOUNT_DIR": str(self.sa_dir),
-            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-            "KUBERNETES_SERVICE_PORT": str(self.api.port),
+            "KUBERNETES_SERVICE_HOST": server.hostname,
+            "KUBERNETES_SERVICE_PORT": str(server.port),
         }
         if self.tls is not None:
             env["ETCD_AGENT_CACERT"] = str(self.tls / "ca.crt")
@@ -183,6 +270,14 @@ class Release:
             env["ETCD_AGENT_KEY"] = str(self.tls / "client.key")
         env.update(extra)
         return env
+
+    def agent_env(
+        self, pod: Pod, args: tuple[str, ...], template: Path | None, extra: dict[str, str]
+    ) -> dict[str, str]:
+        """`scale-down` runs in the hook's Job, as the hook's ServiceAccount; every other
+        command in a member pod, as the member pods' ServiceAccount."""
+        account = self.hook_sa_dir if args[:1] == ("scale-down",) else self.sa_dir
+        return self.env(pod, template, **{"ETCD_AGENT_SERVICEACCOUNT_DIR": str(account), **extra})
 
     def _client_context(self) -> ssl.SSLContext | None:
         if self.tls is None:
@@ -216,7 +311,7 @@ class Release:
     ) -> tuple[subprocess.Popen[bytes], Path]:
         log = pod.dir / f"agent-{len(self.processes)}.log"
         argv = [AGENT_PYTHON, str(AGENT), *args]
-        return self.spawn(argv, self.env(pod, template, **extra), log), log
+        return self.spawn(argv, self.agent_env(pod, args, template, extra), log), log
 
     def agent(
         self, pod: Pod, *args: str, template: Path | None = None, timeout: float = 90, **extra: str
@@ -224,7 +319,7 @@ class Release:
         """Run the agent in `pod` and wait for it; stdout and stderr kept apart."""
         process = subprocess.Popen(
             self._in_pod([AGENT_PYTHON, str(AGENT), *args]),
-            env=self.env(pod, template, **extra),
+            env=self.agent_env(pod, args, template, extra),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -277,7 +372,75 @@ class Release:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=20)
-        self.api.stop()
+
+    # -- the Kubernetes API as the admin: what a test seeds and checks ------------------------
+
+    def path(self, api_version: str, plural: str, name: str = "") -> str:
+        """The API path of `plural` (of `name`) in this release's namespace."""
+        group = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        path = f"{group}/namespaces/{self.namespace}/{plural}"
+        return f"{path}/{name}" if name else path
+
+    def get_object(self, api_version: str, plural: str, name: str) -> dict[str, Any] | None:
+        """The live object, None when the API server says 404."""
+        status, answer = self.plane.api("GET", self.path(api_version, plural, name))
+        if status == 404:
+            return None
+        assert status == 200, f"GET {plural}/{name}: HTTP {status} {answer}"
+        return dict(answer)
+
+    def delete_object(self, api_version: str, plural: str, name: str) -> bool:
+        """Deletes it; False when there was none."""
+        status, answer = self.plane.api("DELETE", self.path(api_version, plural, name))
+        if status == 404:
+            return False
+        assert status in (200, 202), f"DELETE {plural}/{name}: HTTP {status} {answer}"
+        return True
+
+    def put_object(self, obj: dict[str, Any]) -> None:
+        """Creates `obj` in this namespace, or replaces the live one of that name (whatever its
+        resourceVersion: the test's word is the last)."""
+        body = copy.deepcopy(obj)
+        metadata = body["metadata"]
+        for system in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            metadata.pop(system, None)
+        metadata["namespace"] = self.namespace
+        plural = PLURALS[body["kind"]]
+        status, answer = self.plane.api("POST", self.path(body["apiVersion"], plural), body)
+        for _ in range(20):  # controllers write the status too: a conflict is tried again
+            if status != 409:
+                break
+            live = self.get_object(body["apiVersion"], plural, metadata["name"])
+            assert live is not None, f"{plural}/{metadata['name']} went away"
+            metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
+            path = self.path(body["apiVersion"], plural, metadata["name"])
+            status, answer = self.plane.api("PUT", path, body)
+        assert status in (200, 201), f"{plural}/{metadata['name']}: HTTP {status} {answer}"
+
+    def put_statefulset(self, replicas: int) -> None:
+        """The release's StatefulSet with `replicas`: what the agent and the hook read of it.
+        Its controller creates pod etcd-0 only (ordered: etcd-1 waits for etcd-0 to be Ready,
+        and with no node it stays Pending), so the pods a test creates are left alone."""
+        labels = {"app.kubernetes.io/name": "etcd", "app.kubernetes.io/instance": "etcd"}
+        self.put_object(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": STS},
+                "spec": {
+                    "replicas": replicas,
+                    "serviceName": HEADLESS,
+                    "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels}, "spec": pod_spec()},
+                },
+            }
+        )
+
+    def put_pod(self, name: str) -> None:
+        """A pod of that name (unlabelled: no StatefulSet adopts it); never scheduled."""
+        self.put_object(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": pod_spec()}
+        )
 
     # -- talking to etcd from the test (by IP: the test process has no private hosts file) --
 
@@ -354,7 +517,19 @@ class Release:
         return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
 
 
-def make_certificates(directory: Path, block: int) -> None:
+def pod_spec() -> dict[str, Any]:
+    """A valid pod spec, like the chart's in what the API server checks (its ServiceAccount, no
+    token automounted). No node matches its selector: it stays Pending, so that deleting it is
+    immediate (a pod no kubelet runs has nothing to wait for)."""
+    return {
+        "serviceAccountName": MEMBER_ACCOUNT,
+        "automountServiceAccountToken": False,
+        "nodeSelector": {"etcd-chart.test/no-such-node": "true"},
+        "containers": [{"name": "etcd", "image": "registry.invalid/etcd:test"}],
+    }
+
+
+def make_certificates(directory: Path, block: int, namespace: str) -> None:
     """A CA, one member certificate (server and peer, every pod name and address) and a client
     certificate with CN root, written as ca.crt, member.crt/key, client.crt/key."""
     from cryptography import x509
@@ -420,7 +595,7 @@ def make_certificates(directory: Path, block: int) -> None:
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     ]
     for i in range(HOSTS_ORDINALS):
-        sans.append(x509.DNSName(f"{STS}-{i}.{HEADLESS}.{NAMESPACE}.svc.{DOMAIN}"))
+        sans.append(x509.DNSName(f"{STS}-{i}.{HEADLESS}.{namespace}.svc.{DOMAIN}"))
         sans.append(x509.IPAddress(ipaddress.ip_address(f"127.77.{block}.{i + 1}")))
     leaf("member", "etcd member", sans)
     leaf("client", "root", [])

@@ -9,6 +9,7 @@ from types import ModuleType
 
 import pytest
 from agent_harness import Release, load_agent
+from etcd_chart.sandbox.controlplane import ControlPlane
 from etcd_versions import etcd_program
 
 
@@ -29,7 +30,13 @@ def etcdctl_bin(etcd_version: str) -> str:
 
 
 @pytest.fixture
-def release_factory(tmp_path: Path, etcd_bin: str) -> Iterator[Callable[..., Release]]:
+def release_factory(
+    tmp_path: Path,
+    etcd_bin: str,
+    control_plane: ControlPlane,
+    namespace: Callable[[], str],
+) -> Iterator[Callable[..., Release]]:
+    """`make(name, pods, tls)`: a Release in a fresh namespace of the shared control plane."""
     version = subprocess.run([etcd_bin, "--version"], capture_output=True, text=True)
     if "etcd Version: 3." not in version.stdout:
         pytest.fail(f"{etcd_bin} is not an etcd binary (--version: {version.stdout!r})")
@@ -38,7 +45,7 @@ def release_factory(tmp_path: Path, etcd_bin: str) -> Iterator[Callable[..., Rel
     def make(name: str = "r", pods: int = 5, tls: bool = False) -> Release:
         root = tmp_path / name
         root.mkdir()
-        release = Release(root, etcd_bin, pods, tls)
+        release = Release(root, etcd_bin, control_plane, namespace(), pods, tls)
         made.append(release)
         return release
 

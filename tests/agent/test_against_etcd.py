@@ -2,7 +2,8 @@
 
 The harness (conftest.py) runs the agent and etcd as a pod would: `prepare` writes the config,
 etcd starts from it with `--config-file`, `watch --once` promotes and records, `scale-down`
-removes. The Kubernetes API is the fake one from etcd_chart.fakeapi.
+removes. The Kubernetes API is the real API server of the shared control plane, a namespace per
+release, the agent holding the chart's RBAC.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agent_harness import NAMESPACE, RECORD, TOKEN, Pod, Release
+from agent_harness import RECORD, TOKEN, Pod, Release
 
 pytestmark = pytest.mark.e2e
 
@@ -117,9 +118,9 @@ def test_bootstrap_join_promote_scale_down_and_every_rejoin_case(
         out[0],
     )
     assert out[1].endswith(
-        f"-> created the cluster record {NAMESPACE}/{RECORD} (cluster {cluster_id})"
+        f"-> created the cluster record {release.namespace}/{RECORD} (cluster {cluster_id})"
     )
-    record = release.api.get_object("v1", "configmaps", NAMESPACE, RECORD)
+    record = release.get_object("v1", "configmaps", RECORD)
     assert record is not None
     assert record["data"]["clusterID"] == cluster_id
     assert record["data"]["token"] == TOKEN
@@ -135,7 +136,7 @@ def test_bootstrap_join_promote_scale_down_and_every_rejoin_case(
     assert initial_cluster_of(out[-1]) == set(release.initial_cluster(4).split(","))
     assert config_of(p3)["initial-cluster-state"] == "existing"
     assert voters(release, p0) == ["etcd-0", "etcd-1", "etcd-2", "etcd-3"]
-    record = release.api.get_object("v1", "configmaps", NAMESPACE, RECORD)
+    record = release.get_object("v1", "configmaps", RECORD)
     assert record is not None and record["data"]["members"] == release.initial_cluster(4)
     assert record["data"]["clusterID"] == cluster_id
 
@@ -213,11 +214,12 @@ def test_lost_volume_of_pod_0_during_a_full_outage_never_starts_a_second_cluster
         release.start_etcd(pod)
     assert waiting.wait(timeout=90) == 0, log.read_text()
     out = log.read_text().splitlines()
+    record = re.escape(f"{release.namespace}/{RECORD}")
     assert re.fullmatch(
         r"member-agent prepare: data=absent cluster=unreachable record=present -> waiting"
-        rf" [0-9.]+s: the cluster record {NAMESPACE}/{RECORD} exists: this cluster was created"
+        rf" [0-9.]+s: the cluster record {record} exists: this cluster was created"
         r" before and a second, empty one is never bootstrapped under its name; waiting for its"
-        rf" members \(delete ConfigMap {NAMESPACE}/{RECORD} only to start over on purpose\)"
+        rf" members \(delete ConfigMap {record} only to start over on purpose\)"
         r" \(asked: etcd-1: .+; etcd-2: .+\)",
         out[0],
     ), out
@@ -236,12 +238,11 @@ def test_lost_volume_of_pod_0_during_a_full_outage_never_starts_a_second_cluster
     [
         (
             "record present",
-            f"the cluster record {NAMESPACE}/{RECORD} exists: this cluster was created before",
+            "the cluster record {record} exists: this cluster was created before",
         ),
         (
             "API unreachable",
-            "cannot tell whether the cluster was created"
-            f" (cluster record {NAMESPACE}/{RECORD} unreadable)",
+            "cannot tell whether the cluster was created (cluster record {record} unreadable)",
         ),
         ("state existing", "the template's initial-cluster-state is existing"),
         ("not a bootstrap member", "etcd-3 is not a bootstrap member"),
@@ -250,14 +251,16 @@ def test_lost_volume_of_pod_0_during_a_full_outage_never_starts_a_second_cluster
 def test_a_pod_without_data_that_cannot_reach_the_cluster_refuses_to_bootstrap(
     release_factory: Callable[..., Release], case: str, why: str
 ) -> None:
+    """`why` names the record as `{record}`: its namespace is the release's."""
     release = release_factory(pods=4)
+    why = why.format(record=f"{release.namespace}/{RECORD}")
     pod, template, extra = release.pods[0], release.template(3), {}
     if case == "record present":
-        release.api.put_object(
+        release.put_object(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
-                "metadata": {"name": RECORD, "namespace": NAMESPACE},
+                "metadata": {"name": RECORD},
                 "data": {"clusterID": "1234", "token": TOKEN},
             }
         )
@@ -288,22 +291,15 @@ def test_scale_down_with_no_cluster(release_factory: Callable[..., Release]) -> 
         "member-agent scale-down: replicas=1 record=absent -> nothing to do (no cluster has been"
         " created yet)"
     ]
-    release.api.put_object(
+    release.put_object(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": RECORD, "namespace": NAMESPACE},
+            "metadata": {"name": RECORD},
             "data": {"clusterID": "1234", "token": TOKEN},
         }
     )
-    release.api.put_object(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": "etcd", "namespace": NAMESPACE},
-            "spec": {"replicas": 3},
-        }
-    )
+    release.put_statefulset(3)
     result = release.agent(pod, "scale-down", "--replicas", "1")
     assert result.returncode == 1
     (line,) = lines(result)
@@ -404,7 +400,8 @@ def test_tls_with_client_certificates_bootstrap_join_and_scale_down(
     template1 = bootstrap(release, 1)
     out = ok(release.agent(p0, "watch", "--once", template=template1))
     assert out[-1].endswith(
-        f"-> created the cluster record {NAMESPACE}/{RECORD} (cluster {release.cluster_id(p0)})"
+        f"-> created the cluster record {release.namespace}/{RECORD}"
+        f" (cluster {release.cluster_id(p0)})"
     )
 
     # Without its client certificate the agent gets nowhere: etcd requires one.

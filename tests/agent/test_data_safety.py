@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agent_harness import NAMESPACE, RECORD, TOKEN, Pod, Release
+from agent_harness import RECORD, TOKEN, Pod, Release
 
 pytestmark = pytest.mark.e2e
 
@@ -246,13 +246,13 @@ def test_watch_re_creates_a_deleted_cluster_record(
     release.wait_for("the first pass", lambda: "cluster record" in log.read_text())
     assert "is current" in log.read_text()
     for _ in range(2):  # not only once
-        assert release.api.delete_object("v1", "configmaps", NAMESPACE, RECORD)
+        assert release.delete_object("v1", "configmaps", RECORD)
         release.wait_for(
             "the record to be created again",
-            lambda: release.api.get_object("v1", "configmaps", NAMESPACE, RECORD) is not None,
+            lambda: release.get_object("v1", "configmaps", RECORD) is not None,
             timeout=15,
         )
-    record = release.api.get_object("v1", "configmaps", NAMESPACE, RECORD)
+    record = release.get_object("v1", "configmaps", RECORD)
     assert record is not None
     assert record["data"]["clusterID"] == cluster_id and record["data"]["token"] == TOKEN
     created = [x for x in log.read_text().splitlines() if "created the cluster record" in x]
@@ -267,13 +267,13 @@ def test_prepare_refuses_a_cluster_other_than_the_recorded_one(
     p0, _p1, p2, p3 = release.pods
     bootstrap(release, release.template(3), 3)
     cluster_id = release.cluster_id(p0)
-    record = release.api.get_object("v1", "configmaps", NAMESPACE, RECORD)
+    record = release.get_object("v1", "configmaps", RECORD)
     assert record is not None
     record["data"]["clusterID"] = "5eed"  # the record of another cluster under this name
-    release.api.put_object(record)
+    release.put_object(record)
     why = (
         f"the reachable cluster {cluster_id} is not cluster 5eed of the cluster record"
-        f" {NAMESPACE}/{RECORD}: two clusters under one name; not starting."
+        f" {release.namespace}/{RECORD}: two clusters under one name; not starting."
     )
 
     joining = release.agent(p3, "prepare", "--timeout", "3", template=release.template(4))
@@ -295,7 +295,7 @@ def test_prepare_refuses_a_cluster_other_than_the_recorded_one(
     assert not p2.output.exists()
 
     record["data"]["clusterID"] = cluster_id
-    release.api.put_object(record)
+    release.put_object(record)
     out = ok(release.agent(p2, "prepare", "--timeout", "30", template=release.template(3)))
     assert out[-1].endswith("-> starting on the existing data; wrote " + str(p2.output))
     assert state_of(p2) == "existing"

@@ -1,7 +1,8 @@
 """The scale-down hook and members stuck for good (issue 14, items 3-7), against real etcd.
 
 Same harness as test_against_etcd.py: pods as processes on their own loopback address and name,
-the fake Kubernetes API for the cluster record and the StatefulSet.
+the real API server for the cluster record, the StatefulSet and the pods; the hook runs as the
+chart's scale-down ServiceAccount.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agent_harness import NAMESPACE, RECORD, STS, TOKEN, Release
+from agent_harness import RECORD, STS, TOKEN, Release
 
 pytestmark = pytest.mark.e2e
 
@@ -42,19 +43,8 @@ def bootstrap(release: Release, replicas: int) -> Path:
     template = release.template(replicas)
     release.bootstrap(template, replicas)
     ok(release.agent(release.pods[0], "watch", "--once", template=template))
-    assert release.api.get_object("v1", "configmaps", NAMESPACE, RECORD) is not None
+    assert release.get_object("v1", "configmaps", RECORD) is not None
     return template
-
-
-def put_statefulset(release: Release, replicas: int) -> None:
-    release.api.put_object(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "StatefulSet",
-            "metadata": {"name": STS, "namespace": NAMESPACE},
-            "spec": {"replicas": replicas, "serviceName": "etcd-headless"},
-        }
-    )
 
 
 # --- item 3 ------------------------------------------------------------------------------------
@@ -89,11 +79,11 @@ def test_hook_with_no_record_exits_0_before_loading_the_absent_tls_files(
     ]
 
     # With a record the files are needed, and their absence is an error that names them.
-    release.api.put_object(
+    release.put_object(
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": RECORD, "namespace": NAMESPACE},
+            "metadata": {"name": RECORD},
             "data": {"clusterID": "1234", "token": TOKEN},
         }
     )
@@ -120,7 +110,7 @@ def test_hook_after_a_full_outage_refuses_only_a_real_scale_down(
     unreachable = "cluster=unreachable record=present"
 
     # The upgrade that repairs a full outage keeps (or raises) the replica count: it passes.
-    put_statefulset(release, 3)
+    release.put_statefulset(3)
     for replicas in ("3", "5"):
         out = ok(release.agent(p0, "scale-down", "--replicas", replicas))
         assert out == [
@@ -130,7 +120,7 @@ def test_hook_after_a_full_outage_refuses_only_a_real_scale_down(
         ], out
 
     # A re-created Argo CD Application: the StatefulSet is gone, the record kept.
-    assert release.api.delete_object("apps/v1", "statefulsets", NAMESPACE, STS)
+    assert release.delete_object("apps/v1", "statefulsets", STS)
     out = ok(release.agent(p0, "scale-down", "--replicas", "3"))
     assert out == [
         f"member-agent scale-down: replicas=3 {unreachable} statefulset=absent -> nothing to"
@@ -139,7 +129,7 @@ def test_hook_after_a_full_outage_refuses_only_a_real_scale_down(
     ], out
 
     # A real scale-down with no member answering: refused, and the message says how out.
-    put_statefulset(release, 5)
+    release.put_statefulset(5)
     result = release.agent(p0, "scale-down", "--replicas", "3")
     assert result.returncode == 1, result.stderr
     (line,) = lines(result)
@@ -267,12 +257,6 @@ def test_a_member_under_a_new_peer_port_updates_its_peer_url_in_place(
 # --- item 5: a member removed while its pod stays ---------------------------------------------
 
 
-def put_pod(release: Release, name: str) -> None:
-    release.api.put_object(
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NAMESPACE}}
-    )
-
-
 def test_a_pod_whose_member_was_removed_is_recreated_and_rejoins(
     release_factory: Callable[..., Release],
 ) -> None:
@@ -288,11 +272,11 @@ def test_a_pod_whose_member_was_removed_is_recreated_and_rejoins(
     ok(release.agent(p3, "watch", "--once", "--timeout", "60", template=template4))
     ok(release.agent(p0, "scale-down", "--replicas", "3"))
     assert p3.etcd is not None and p3.etcd.wait(timeout=30) == 0  # removed: etcd exits 0
-    put_statefulset(release, 4)
-    put_pod(release, "etcd-3")
+    release.put_statefulset(4)
+    release.put_pod("etcd-3")
 
     # While the StatefulSet is scaling down (3 replicas) the pod is left alone.
-    put_statefulset(release, 3)
+    release.put_statefulset(3)
     result = release.agent(
         p3, "watch", "--once", "--timeout", "6", "--rejoin-after", "1", template=template4
     )
@@ -304,11 +288,11 @@ def test_a_pod_whose_member_was_removed_is_recreated_and_rejoins(
         r" its way out: waiting; giving up \(--timeout\)",
         out[-1],
     ), out
-    assert release.api.get_object("v1", "pods", NAMESPACE, "etcd-3") is not None
+    assert release.get_object("v1", "pods", "etcd-3") is not None
 
     # The StatefulSet keeps etcd-3: after --rejoin-after the agent deletes its own pod, and
     # the recreated pod's prepare moves the old data aside and joins again.
-    put_statefulset(release, 4)
+    release.put_statefulset(4)
     result = release.agent(
         p3, "watch", "--once", "--timeout", "30", "--rejoin-after", "2", template=template4
     )
@@ -328,7 +312,7 @@ def test_a_pod_whose_member_was_removed_is_recreated_and_rejoins(
         )
         for line in out
     ), out
-    assert release.api.get_object("v1", "pods", NAMESPACE, "etcd-3") is None
+    assert release.get_object("v1", "pods", "etcd-3") is None
     release.new_pod(p3)
     out = ok(release.agent(p3, "prepare", "--timeout", "60", template=template4))
     assert re.search(r"listed=no -> moved data to \S+\.removed-\S+, added as learner", out[-1]), out

@@ -22,7 +22,8 @@ from etcd_chart.helm import find_tool
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+# Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_installed_package")]
 
 
 @dataclass(frozen=True)

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 from etcd_chart import yamlio
-from etcd_chart.fakeapi import FakeApiServer
+from etcd_chart.sandbox.controlplane import ControlPlane
+from realapi import apply, unused_server, write_contexts, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data" / "postrender"
@@ -205,27 +207,23 @@ def test_cluster_domain_option_for_built_urls() -> None:
     assert "etcd-2=http://etcd-2.etcd.default.svc.corp.example:2380" in result.stdout
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[FakeApiServer]:
-    server = FakeApiServer(token="cli-token", ca_dir=tmp_path / "ca").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-def test_live_cluster_through_kubeconfig(api: FakeApiServer, tmp_path: Path) -> None:
-    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", "db")
-    live = [d for d in yaml.safe_load_all(CHART_LIKE) if d]
+def test_live_cluster_through_kubeconfig(
+    control_plane: ControlPlane, namespace: Callable[[], str], tmp_path: Path
+) -> None:
+    """Against the real API server, the chart-like release in a namespace of its own."""
+    db = namespace()
+    chart_like = re.sub(r"\bdb\b", db, CHART_LIKE)
+    kubeconfig = write_kubeconfig(control_plane, tmp_path / "kubeconfig", db)
+    live = [d for d in yaml.safe_load_all(chart_like) if d]
     sts = next(d for d in live if d["kind"] == "StatefulSet")
     sts["spec"]["replicas"] = 5
-    api.put_object(sts)
-    without_budget = "---\n".join(p for p in CHART_LIKE.split("---\n") if "pdb.yaml" not in p)
+    apply(control_plane, db, [sts])
+    without_budget = "---\n".join(p for p in chart_like.split("---\n") if "pdb.yaml" not in p)
     result = post_render(with_replicas(without_budget, 1), env={"KUBECONFIG": str(kubeconfig)})
     assert (result.returncode, result.stdout) == (1, "")
     read = (
-        f"etcd-chart post-render: read the cluster at {api.url} "
-        f"(context fakeapi, kubeconfig {kubeconfig} (KUBECONFIG))\n"
+        f"etcd-chart post-render: read the cluster at {control_plane.server} "
+        f"(context test, kubeconfig {kubeconfig} (KUBECONFIG))\n"
     )
     assert result.stderr == read + (
         "etcd/templates/statefulset.yaml: StatefulSet/etcd: spec.replicas: scales from 5 to 1 "
@@ -234,19 +232,20 @@ def test_live_cluster_through_kubeconfig(api: FakeApiServer, tmp_path: Path) -> 
         "a hook remove them one at a time and annotate the StatefulSet etcd-chart/scale-down: "
         '"hook" (the chart does with scaleDown.enabled))\n'
     )
-    result = post_render(CHART_LIKE, "--kubeconfig", str(kubeconfig))
+    result = post_render(chart_like, "--kubeconfig", str(kubeconfig))
     assert (result.returncode, result.stderr) == (0, read.replace("KUBECONFIG", "--kubeconfig"))
     assert '"initial-cluster-state": "existing"' in result.stdout
     offline = post_render(
-        CHART_LIKE, env={"KUBECONFIG": str(kubeconfig), "ETCD_CHART_OFFLINE": "1"}
+        chart_like, env={"KUBECONFIG": str(kubeconfig), "ETCD_CHART_OFFLINE": "1"}
     )
-    assert (offline.returncode, offline.stdout) == (0, CHART_LIKE)
+    assert (offline.returncode, offline.stdout) == (0, chart_like)
 
 
-def test_unreachable_cluster_is_exit_2(api: FakeApiServer, tmp_path: Path) -> None:
-    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", "db")
-    url = api.url
-    api.stop()
+def test_unreachable_cluster_is_exit_2(control_plane: ControlPlane, tmp_path: Path) -> None:
+    url = unused_server(control_plane)
+    kubeconfig = write_contexts(
+        control_plane, tmp_path / "kubeconfig", "db", {"gone": None}, "gone", {"gone": url}
+    )
     result = post_render(CHART_LIKE, env={"KUBECONFIG": str(kubeconfig)})
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.startswith(f"etcd-chart post-render: cannot reach {url}: ")

@@ -3,13 +3,12 @@
 `sandbox(...)` runs `etcd-chart sandbox up` with the given render arguments in a fresh state dir
 under the test's tmp_path and returns the `Sandbox` handle; at teardown every sandbox the test
 created is brought `down --purge` and `assert_no_stray_processes` checks that no process of it
-survived (the daemon, a launcher, or an etcd/agent process, found by the state dir in its
-command line or by the sandbox's fake API address in its environment).
+survived (the daemon, the control plane, a launcher, or an etcd/agent process, found by the
+state dir in its command line or its environment).
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,9 +17,6 @@ from typing import Any
 
 import pytest
 from etcd_chart.sandbox.client import Sandbox
-from etcd_chart.sandbox.command import CONTROL_PLANE_ENV
-from etcd_chart.sandbox.controlplane import ControlPlane, find_binaries
-from etcd_chart.sandbox.network import choose_subnet
 from ledger import Ledger
 from membership import (
     OUTAGE_PROPERTY,
@@ -30,7 +26,7 @@ from membership import (
     endpoints,
     statefulset_pods,
 )
-from strays import assert_no_stray_processes, leftovers, stray_processes, subnet_of
+from strays import assert_no_stray_processes, leftovers, subnet_of
 
 SANDBOX_CLI = [sys.executable, "-m", "etcd_chart.cli", "sandbox"]
 
@@ -43,25 +39,14 @@ def run_cli(
     )
 
 
-def control_plane_of(request: pytest.FixtureRequest) -> str:
-    """The test's `@pytest.mark.control_plane(...)`, else its module's CONTROL_PLANE."""
-    marker = request.node.get_closest_marker("control_plane")
-    if marker is not None:
-        return str(marker.args[0])
-    return str(getattr(request.module, "CONTROL_PLANE", "emulated"))
-
-
 @pytest.fixture
-def sandbox(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Sandbox]]:
-    """Factory: `sandbox("chart/", "--set", "replicas=5", name="a")` -> a running Sandbox.
-    A test module with `CONTROL_PLANE = "real"` gets sandboxes on the real control plane."""
+def sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
+    """Factory: `sandbox("chart/", "--set", "replicas=5", name="a")` -> a running Sandbox."""
     created: list[Sandbox] = []
-    mode = control_plane_of(request)
 
     def make(
         *render_args: str, name: str = "sandbox", timeout: float = 240, **kwargs: Any
     ) -> Sandbox:
-        kwargs.setdefault("env", {**os.environ, CONTROL_PLANE_ENV: mode})
         handle = Sandbox(tmp_path / name, **kwargs)
         created.append(handle)
         handle.up(*render_args, timeout=timeout)
@@ -100,34 +85,9 @@ def no_strays() -> Callable[[Path, str | None], None]:
 
 
 @pytest.fixture
-def sandbox_cli(request: pytest.FixtureRequest) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """`sandbox_cli("up", "--manifest", ..., env=...)`: the command line, output captured, on the
-    module's `CONTROL_PLANE` as the `sandbox` fixture."""
-    mode = control_plane_of(request)
-
-    def run(
-        *args: str, env: dict[str, str] | None = None, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, env={**(env or os.environ), CONTROL_PLANE_ENV: mode}, timeout=timeout)
-
-    return run
-
-
-@pytest.fixture(scope="session")
-def control_plane(
-    tmp_path_factory: pytest.TempPathFactory, etcd_bin: str
-) -> Iterator[ControlPlane]:
-    """A real control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-    cert-manager) shared by the tests of one run; each test works in namespaces of its own."""
-    root = tmp_path_factory.mktemp("control-plane")
-    binaries = find_binaries(etcd_bin, cert_manager=True)
-    plane = ControlPlane(root, f"{choose_subnet(root)}.1", binaries)
-    plane.start()
-    try:
-        yield plane
-    finally:
-        plane.stop()
-        assert stray_processes(root, None) == []
+def sandbox_cli() -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`sandbox_cli("up", "--manifest", ..., env=...)`: the command line, output captured."""
+    return run_cli
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import yaml
 from etcd_chart import x509
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.controlplane import ControlPlane
-from kube import api, kubectl
+from realapi import api, kubectl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

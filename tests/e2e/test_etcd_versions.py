@@ -36,15 +36,13 @@ def assert_refused_cleanly(
     return result.stderr
 
 
-@pytest.mark.parametrize("control_plane", ["emulated", "real"])
 def test_a_tag_without_binaries_is_refused_before_anything_starts(
-    control_plane: str, tmp_path: Path, chart_dir: Path, sandbox_cli: CLI, no_strays: NoStrays
+    tmp_path: Path, chart_dir: Path, sandbox_cli: CLI, no_strays: NoStrays
 ) -> None:
     state = tmp_path / "state"
     result = sandbox_cli(
-        "up", str(chart_dir), "--set", "image.tag=v3.4.99", "--state-dir", str(state),
-        "--control-plane", control_plane,
-    )  # fmt: skip
+        "up", str(chart_dir), "--set", "image.tag=v3.4.99", "--state-dir", str(state)
+    )
     stderr = assert_refused_cleanly(result, state, 2, no_strays)
     image = "gcr.io/etcd-development/etcd:v3.4.99"
     assert stderr.startswith(
@@ -71,9 +69,7 @@ def test_a_tag_without_binaries_is_refused_before_anything_starts(
     ],
     ids=["latest", "digest-only"],
 )
-@pytest.mark.parametrize("control_plane", ["emulated", "real"])
 def test_a_tag_that_is_not_a_version_is_refused(
-    control_plane: str,
     tmp_path: Path,
     chart_dir: Path,
     sandbox_cli: CLI,
@@ -82,9 +78,7 @@ def test_a_tag_that_is_not_a_version_is_refused(
     said: str,
 ) -> None:
     state = tmp_path / "state"
-    result = sandbox_cli(
-        "up", str(chart_dir), *values, "--state-dir", str(state), "--control-plane", control_plane
-    )
+    result = sandbox_cli("up", str(chart_dir), *values, "--state-dir", str(state))
     stderr = assert_refused_cleanly(result, state, 1, no_strays)
     assert f"{WHERE}: image 'gcr.io/etcd-development/etcd" in stderr
     assert (

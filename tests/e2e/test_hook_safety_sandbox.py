@@ -32,7 +32,6 @@ from membership import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CONTROL_PLANE = "real"
 
 
 @pytest.fixture

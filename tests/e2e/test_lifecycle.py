@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from etcd_chart.helm import find_tool
@@ -43,7 +44,6 @@ from membership import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CONTROL_PLANE = "real"
 
 
 def restarts(sb: Sandbox, pod: str) -> int:
@@ -201,6 +201,54 @@ class ClusterIdProbe:
                 if endpoint.server_name.startswith("etcd-0."):
                     self.answers += 1
             self._stop.wait(0.2)
+
+
+def etcd_container(sb: Sandbox, pod: str) -> dict[str, Any]:
+    entry = next(p for p in sb.status()["pods"] if p["name"] == pod)
+    return dict(entry["containers"]["etcd"])
+
+
+def test_members_back_minutes_apart_after_a_full_outage_are_not_killed_by_startup_probes(
+    sandbox: Callable[..., Sandbox], chart_dir: Path, writer: Writer
+) -> None:
+    """Issue 13, trap 1: startup and liveness must not need quorum. The startup budget is cut to
+    6 s (3 probes 2 s apart), so 15 s between members stands for minutes with the default 300 s.
+    A member that comes back alone after a full outage cannot be ready (no quorum), yet it keeps
+    running, started, with no restart, until its peers return; then all are Ready and no
+    acknowledged write is lost."""
+    budget = ["probes.startup.periodSeconds=2", "probes.startup.failureThreshold=3"]
+    sb = sandbox(str(chart_dir), "--set", ",".join(budget))
+    ids = wait_converged(sb, 3)
+    ledger = writer(sb)
+    time.sleep(2)
+    ledger.stop()
+    sb.stop_all()
+    sb.stop("etcd-1")
+    sb.stop("etcd-2")
+    sb.start_all()
+    started: dict[str, int] = {}
+
+    def back(pod: str) -> None:
+        wait_for(lambda: etcd_container(sb, pod)["state"] == "running", f"{pod}'s etcd to run")
+        started[pod] = restarts(sb, pod)
+
+    back("etcd-0")
+    time.sleep(15)  # more than twice the startup budget, alone
+    alone = etcd_container(sb, "etcd-0")
+    assert (alone["state"], alone["started"], alone["ready"]) == ("running", True, False), alone
+    assert restarts(sb, "etcd-0") == started["etcd-0"], "etcd-0 was restarted while alone"
+
+    sb.start("etcd-1")  # a quorum again: both become Ready
+    back("etcd-1")
+    wait_for(lambda: etcd_container(sb, "etcd-1")["ready"], "etcd-1 to be ready")
+    time.sleep(15)  # etcd-2 stays away past its budget too
+    sb.start("etcd-2")
+    back("etcd-2")
+    now = settle(sb, writer(sb), 3, "full outage, members back 15 s apart (from etcd-2's return)")
+    assert now == ids, "a member changed identity"
+    assert {pod: restarts(sb, pod) for pod in pod_names(3)} == started, "a member was restarted"
+    for endpoint in endpoints(sb.status(), pod_names(3)):
+        assert ledger.verify(endpoint) == [], f"acknowledged writes missing on {endpoint}"
 
 
 def test_6_scale_down_then_up_over_old_volumes(

@@ -17,9 +17,14 @@ import pytest
 import yaml
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.controlplane import ControlPlane
-from kube import kubectl
+from realapi import kubectl
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("test_postrender_real_api"),
+]
 
 NAMESPACE = "live"
 POST_RENDERER = Path(__file__).resolve().parents[2] / "plugin" / "bin" / "etcd-post-render"

@@ -24,7 +24,6 @@ from membership import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-CONTROL_PLANE = "real"
 
 
 def test_helm_upgrade_by_hand_to_five_members(

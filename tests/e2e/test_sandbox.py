@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from etcd_chart.sandbox.client import Sandbox
 from etcd_versions import etcd_release
+from kube import deployed_revision
 from membership import members, ordinal, statefulset_pods
 from strays import subnet_of
 
@@ -20,7 +21,6 @@ CLI = Callable[..., subprocess.CompletedProcess[str]]
 NoStrays = Callable[[Path, "str | None"], None]
 
 pytestmark = pytest.mark.e2e
-CONTROL_PLANE = "real"
 
 DOCS_MANIFEST = Path(__file__).parent / "data" / "k8s-docs-statefulset.yaml"
 # The docs' StatefulSet sets no securityContext: PodSecurity `restricted` (the sandbox's default,
@@ -126,6 +126,24 @@ def test_data_survives_restarts_of_each_member_and_of_all(
     assert member_names(sb, "etcd-2") == pods
     for pod in pods:
         assert get(sb, pod, "/durable") == "before\n"
+
+
+def test_up_again_in_a_kept_state_dir_brings_the_data_back_and_upgrades(
+    sandbox: Callable[..., Sandbox], chart_dir: Path
+) -> None:
+    """`down` keeps the control plane's data and the volumes; `up` in the same state dir starts
+    the cluster again as after a power cut and upgrades the release with what it is given."""
+    sb = sandbox(str(chart_dir))
+    put(sb, "etcd-0", "/kept", "across down and up")
+    down = sb.down()
+    assert down.returncode == 0, down.stderr
+    sb.up(str(chart_dir), "--set", "replicas=5", timeout=300)
+    pods = [f"etcd-{i}" for i in range(5)]
+    assert statefulset_pods(sb) == pods
+    assert member_names(sb, "etcd-4") == pods
+    for pod in pods:
+        assert get(sb, pod, "/kept") == "across down and up\n"
+    assert deployed_revision(sb) == 2
 
 
 def test_two_releases_side_by_side_see_only_their_own_members(
@@ -253,13 +271,9 @@ def test_loopback_listener_cannot_be_emulated(
     )
 
 
-@pytest.mark.parametrize("control_plane", ["emulated", "real"])
-def test_address_in_use(
-    tmp_path: Path, sandbox_cli: CLI, no_strays: NoStrays, control_plane: str
-) -> None:
-    """Emulated: refused before anything starts. Real: the kubelet does not start the pod whose
-    address is taken (retrying, as a kubelet retries a pod it cannot create), and the not-Ready
-    report says which pod and who is in the way."""
+def test_address_in_use(tmp_path: Path, sandbox_cli: CLI, no_strays: NoStrays) -> None:
+    """The kubelet does not start the pod whose address is taken (retrying, as a kubelet retries
+    a pod it cannot create), and the not-Ready report says which pod and who is in the way."""
     state = tmp_path / "state"
     subnet = "127.201.77"
     with socket.socket() as taken:
@@ -268,15 +282,10 @@ def test_address_in_use(
         taken.listen()
         result = sandbox_cli(
             "up", "--manifest", docs_manifest(tmp_path), "--state-dir", str(state),
-            "--subnet", subnet, "--control-plane", control_plane, *BASELINE, "--timeout", "20",
+            "--subnet", subnet, *BASELINE, "--timeout", "20",
         )  # fmt: skip
-    # Which pod gets .11 is the order the pods reach their nodes on the real control plane.
-    pod = (
-        "etcd-1"
-        if control_plane == "emulated"
-        else "etcd-"
-        + (re.search(r"Pod default/etcd-(\d) container", result.stderr) or ["", "?"])[1]
-    )
+    # Which pod gets .11 is the order the pods reach their nodes.
+    pod = "etcd-" + (re.search(r"Pod default/etcd-(\d) container", result.stderr) or ["", "?"])[1]
     _assert_failed_cleanly(
         result,
         state,

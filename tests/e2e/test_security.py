@@ -12,7 +12,6 @@ TLS cluster runs on each etcd release the tests run.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import ssl
 import subprocess
@@ -27,7 +26,6 @@ import pytest
 import yaml
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
-from etcd_chart.sandbox.command import CONTROL_PLANE_ENV
 from etcd_versions import etcd_program
 from membership import (
     pod_names,
@@ -37,7 +35,8 @@ from membership import (
 )
 from strays import assert_no_stray_processes, subnet_of
 
-pytestmark = pytest.mark.e2e
+# Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_security")]
 
 ROOT_PASSWORD = "root-password-for-the-test"
 WEBUI_PASSWORD = "webui-password-for-the-test"
@@ -74,7 +73,7 @@ def secure(
 ) -> Iterator[Sandbox]:
     """The secure release on each etcd release the tests run (its image tag picks it)."""
     work = tmp_path_factory.mktemp("secure")
-    sb = Sandbox(work / "state", env={**os.environ, CONTROL_PLANE_ENV: "real"})
+    sb = Sandbox(work / "state")
     try:
         sb.up(
             str(chart_dir),

@@ -27,7 +27,8 @@ import jsonschema
 import pytest
 from etcd_chart.certmanager import issue_certificates
 
-pytestmark = pytest.mark.e2e
+# Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_tls_handshake")]
 
 NAMESPACE = "tls-e2e"
 RELEASE = "etcd"

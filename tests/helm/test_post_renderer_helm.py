@@ -1,8 +1,8 @@
 """The post-renderer under real Helm: Helm 3 with the executable, Helm 4 with the plugin.
 
-`helm install --dry-run` needs an API server; `fakeapi.FakeApiServer` stands in for it (it says
-so): Helm reads discovery and release Secrets from it, and the post-renderer reads the live
-StatefulSet and cluster record from it.
+`helm install --dry-run` needs an API server: the real one of the `control_plane` fixture
+(tests/conftest.py). Helm reads discovery and release Secrets from it, and the post-renderer reads
+the live StatefulSet and cluster record from it, in the test's own namespace.
 """
 
 from __future__ import annotations
@@ -14,14 +14,18 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from etcd_chart.fakeapi import FakeApiServer
+from etcd_chart.sandbox.controlplane import ControlPlane
 from helmhome import helm_env
+from realapi import put_cluster_record, write_kubeconfig
+
+# Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_post_renderer_helm")
 
 REPO = Path(__file__).resolve().parents[2]
 WRAPPER = REPO / "plugin" / "bin" / "etcd-post-render"
@@ -58,9 +62,10 @@ def config(bodies: list[dict[str, Any]], name: str = "etcd-config") -> dict[str,
     return loaded
 
 
-def peer_list(replicas: int, domain: str = "cluster.local") -> str:
+def peer_list(replicas: int, domain: str = "cluster.local", namespace: str = "default") -> str:
     return ",".join(
-        f"etcd-{i}=http://etcd-{i}.etcd-headless.default.svc.{domain}:2380" for i in range(replicas)
+        f"etcd-{i}=http://etcd-{i}.etcd-headless.{namespace}.svc.{domain}:2380"
+        for i in range(replicas)
     )
 
 
@@ -120,20 +125,17 @@ def test_cluster_domain_and_state_reach_helm_output(
     assert config(bodies)["initial-cluster-state"] == "existing"
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[FakeApiServer]:
-    server = FakeApiServer(token="helm-token", ca_dir=tmp_path / "ca").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_install_dry_run_against_a_cluster(
-    helm: str, helm_home: Path, chart_dir: Path, api: FakeApiServer, tmp_path: Path
+    helm: str,
+    helm_home: Path,
+    chart_dir: Path,
+    control_plane: ControlPlane,
+    namespace: Callable[[], str],
+    tmp_path: Path,
 ) -> None:
     major = helm_major(helm)
-    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", "default")
+    ns = namespace()
+    kubeconfig = write_kubeconfig(control_plane, tmp_path / "kubeconfig", ns)
     env = helm_env(helm_home, major, KUBECONFIG=str(kubeconfig))
     command = [
         helm,
@@ -153,18 +155,11 @@ def test_install_dry_run_against_a_cluster(
     assert config(objects(manifest))["initial-cluster-state"] == "new"
     # Installed before and uninstalled: the cluster record (not Helm's) and the volumes stay,
     # so installing again must not bootstrap a new cluster over them.
-    api.put_object(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "etcd-cluster-record", "namespace": "default"},
-            "data": {"created": "2026-01-01T00:00:00Z"},
-        }
-    )
+    put_cluster_record(control_plane, ns)
     again = run(command, env)
     assert again.returncode == 0, again.stderr
     manifest = again.stdout.split("MANIFEST:\n", 1)[1].split("\nNOTES:", 1)[0]
-    assert config(objects(manifest))["initial-cluster"] == peer_list(5)
+    assert config(objects(manifest))["initial-cluster"] == peer_list(5, namespace=ns)
     assert config(objects(manifest))["initial-cluster-state"] == "existing"
 
 

@@ -19,6 +19,9 @@ from cryptography import x509 as cx509
 from etcd_chart import x509
 from etcd_chart.certmanager import CertManagerError, issue_certificates, parse_duration
 
+# Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_certmanager")
+
 NOW = datetime(2026, 11, 1, 12, 0, 0, tzinfo=UTC)
 NS = "db"
 Objects = list[dict[str, Any]]

@@ -1,22 +1,25 @@
 """Which cluster the post-renderer reads: never a different one than Helm installs into, silently.
 
-Two fake API servers stand for two clusters in one kubeconfig (contexts `alpha` and `beta`).
-Only `beta` runs the release already, so `initial-cluster-state` tells which cluster was read.
+One kubeconfig of two contexts on the real API server (the `control_plane` fixture): `alpha`, the
+current one, a ServiceAccount granted nothing, and `beta`, the admin. The release already runs in
+the test's namespace, so `beta` reads `initial-cluster-state: existing` and `alpha` is refused by
+name: each answer tells which context was read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
-from etcd_chart.fakeapi import FakeApiServer
+from etcd_chart.sandbox.controlplane import ControlPlane
+from realapi import apply, service_account_token, write_contexts, write_kubeconfig
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "postrender"
 CHART_LIKE = (DATA / "chart-like.yaml").read_text()
@@ -24,10 +27,15 @@ PREFIX = "etcd-chart post-render: "
 OFFLINE = "to render without the cluster, pass --offline or set ETCD_CHART_OFFLINE=1"
 
 
-def post_render(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def in_namespace(text: str, namespace: str) -> str:
+    """The chart-like stream with its namespace `db` (metadata, DNS names, token) renamed."""
+    return re.sub(r"\bdb\b", namespace, text)
+
+
+def post_render(*args: str, namespace: str = "db", **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "etcd_chart.cli", "post-render", "--namespace", "db", *args],
-        input=CHART_LIKE,
+        [sys.executable, "-m", "etcd_chart.cli", "post-render", "--namespace", namespace, *args],
+        input=in_namespace(CHART_LIKE, namespace),
         capture_output=True,
         text=True,
         env={**os.environ, "ETCD_CHART_NO_TTY": "1", **env},
@@ -42,38 +50,20 @@ def state_of(output: str) -> str:
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[dict[str, FakeApiServer]]:
-    started = {
-        name: FakeApiServer(token=f"{name}-token", ca_dir=tmp_path / name).start()
-        for name in ("alpha", "beta")
-    }
-    live = next(d for d in yaml.safe_load_all(CHART_LIKE) if d and d["kind"] == "StatefulSet")
-    started["beta"].put_object(live)
-    try:
-        yield started
-    finally:
-        for server in started.values():
-            server.stop()
-
-
-def _merged(servers: dict[str, FakeApiServer], current: str = "alpha") -> dict[str, Any]:
-    config: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "current-context": current}
-    for part in ("clusters", "users", "contexts"):
-        config[part] = []
-    for name, server in servers.items():
-        single = server.kubeconfig("db")
-        config["clusters"].append({**single["clusters"][0], "name": name})
-        config["users"].append({**single["users"][0], "name": name})
-        context = {"cluster": name, "user": name, "namespace": "db"}
-        config["contexts"].append({"name": name, "context": context})
-    return config
+def db(control_plane: ControlPlane, namespace: Callable[[], str]) -> str:
+    """The test's namespace, where the release's StatefulSet already runs."""
+    name = namespace()
+    stream = yaml.safe_load_all(in_namespace(CHART_LIKE, name))
+    live = next(d for d in stream if d and d["kind"] == "StatefulSet")
+    apply(control_plane, name, [live])
+    return name
 
 
 @pytest.fixture
-def two_contexts(servers: dict[str, FakeApiServer], tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(_merged(servers)))
-    return path
+def two_contexts(control_plane: ControlPlane, db: str, tmp_path: Path) -> Path:
+    alpha = service_account_token(control_plane, db, "alpha")
+    users = {"alpha": alpha, "beta": None}
+    return write_contexts(control_plane, tmp_path / "kubeconfig", db, users, current="alpha")
 
 
 def test_two_contexts_and_none_named_is_refused(two_contexts: Path) -> None:
@@ -93,25 +83,32 @@ def test_two_contexts_and_none_named_is_refused(two_contexts: Path) -> None:
 
 
 def test_the_named_context_is_read_and_said(
-    two_contexts: Path, servers: dict[str, FakeApiServer], tmp_path: Path
+    two_contexts: Path, control_plane: ControlPlane, db: str, tmp_path: Path
 ) -> None:
     error_file = tmp_path / "messages"
     beta = post_render(
-        "--kube-context=beta", KUBECONFIG=str(two_contexts), ETCD_CHART_ERROR_FILE=str(error_file)
+        "--kube-context=beta",
+        namespace=db,
+        KUBECONFIG=str(two_contexts),
+        ETCD_CHART_ERROR_FILE=str(error_file),
     )
     notice = (
-        f"{PREFIX}read the cluster at {servers['beta'].url} "
+        f"{PREFIX}read the cluster at {control_plane.server} "
         f"(context beta, kubeconfig {two_contexts} (KUBECONFIG))\n"
     )
     assert (beta.returncode, beta.stderr) == (0, notice)
     assert state_of(beta.stdout) == "existing"
     assert error_file.read_text() == notice  # the way Helm 4 users see it
-    alpha = post_render("--kube-context", "alpha", KUBECONFIG=str(two_contexts))
-    assert alpha.returncode == 0, alpha.stderr
-    assert alpha.stderr == notice.replace("beta", "alpha").replace(
-        servers["beta"].url, servers["alpha"].url
+    alpha = post_render("--kube-context", "alpha", namespace=db, KUBECONFIG=str(two_contexts))
+    assert (alpha.returncode, alpha.stdout, alpha.stderr) == (
+        2,
+        "",
+        f"{PREFIX}reading StatefulSet {db}/etcd from {control_plane.server} failed: HTTP 403 "
+        f'statefulsets.apps "etcd" is forbidden: User "system:serviceaccount:{db}:alpha" '
+        f'cannot get resource "statefulsets" in API group "apps" in the namespace "{db}" '
+        "(check the kubeconfig and that the cluster is up; to render without it, pass "
+        "--offline or set ETCD_CHART_OFFLINE=1)\n",
     )
-    assert state_of(alpha.stdout) == "new"
 
 
 def test_an_unknown_context_is_refused(two_contexts: Path) -> None:
@@ -125,14 +122,14 @@ def test_an_unknown_context_is_refused(two_contexts: Path) -> None:
 
 
 def test_one_context_is_read_without_naming_it_and_said(
-    servers: dict[str, FakeApiServer], tmp_path: Path
+    control_plane: ControlPlane, db: str, tmp_path: Path
 ) -> None:
-    kubeconfig = servers["beta"].write_kubeconfig(tmp_path / "single", "db")
-    result = post_render(KUBECONFIG=str(kubeconfig))
+    kubeconfig = write_kubeconfig(control_plane, tmp_path / "single", db, context="beta")
+    result = post_render(namespace=db, KUBECONFIG=str(kubeconfig))
     assert (result.returncode, result.stderr) == (
         0,
-        f"{PREFIX}read the cluster at {servers['beta'].url} "
-        f"(context fakeapi, kubeconfig {kubeconfig} (KUBECONFIG))\n",
+        f"{PREFIX}read the cluster at {control_plane.server} "
+        f"(context beta, kubeconfig {kubeconfig} (KUBECONFIG))\n",
     )
     assert state_of(result.stdout) == "existing"
 

@@ -1,25 +1,32 @@
-"""State decisions and preflight against a live cluster, played by `fakeapi.FakeApiServer`."""
+"""State decisions and preflight against a live cluster: the real kube-apiserver of the
+`control_plane` fixture, each test in a namespace of its own."""
 
 from __future__ import annotations
 
 import copy
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from etcd_chart import yamlio
-from etcd_chart.fakeapi import FakeApiServer
 from etcd_chart.postrender.cluster import Cluster, ClusterUnavailable
 from etcd_chart.postrender.core import Options, Outcome, post_render
+from etcd_chart.sandbox.controlplane import ControlPlane
+from realapi import apply, put_cluster_record, write_kubeconfig
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "postrender"
 SOURCE = "etcd/templates/all.yaml"
 
 
-def chart_objects() -> list[dict[str, Any]]:
-    return [b for b in yaml.safe_load_all((DATA / "chart-like.yaml").read_text()) if b]
+def chart_objects(namespace: str) -> list[dict[str, Any]]:
+    """The chart-like release, its objects in `namespace`."""
+    bodies = [b for b in yaml.safe_load_all((DATA / "chart-like.yaml").read_text()) if b]
+    for body in bodies:
+        body["metadata"]["namespace"] = namespace
+    return bodies
 
 
 def find(bodies: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
@@ -37,21 +44,17 @@ def edit_config(bodies: list[dict[str, Any]], **changes: Any) -> None:
     configmap["data"]["etcd.conf.json"] = json.dumps(config, indent=2)
 
 
-def seed(api: FakeApiServer, bodies: list[dict[str, Any]]) -> None:
+def seed(plane: ControlPlane, namespace: str, bodies: list[dict[str, Any]]) -> None:
     """What a previous `helm install` left running: the StatefulSet and its ConfigMap."""
-    api.put_object(copy.deepcopy(find(bodies, "StatefulSet", "etcd")))
-    api.put_object(copy.deepcopy(find(bodies, "ConfigMap", "etcd-config")))
-
-
-def record(api: FakeApiServer) -> None:
-    api.put_object(
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "etcd-cluster-record", "namespace": "db"},
-            "data": {"created": "true"},
-        }
+    apply(
+        plane,
+        namespace,
+        [find(bodies, "StatefulSet", "etcd"), find(bodies, "ConfigMap", "etcd-config")],
     )
+
+
+def record(plane: ControlPlane, namespace: str) -> None:
+    put_cluster_record(plane, namespace, created="true")
 
 
 def render(bodies: list[dict[str, Any]], cluster: Cluster, **options: Any) -> Outcome:
@@ -65,8 +68,8 @@ def state_of(outcome: Outcome) -> str:
     return value
 
 
-def test_no_cluster_yet_means_new(cluster: Cluster) -> None:
-    bodies = chart_objects()
+def test_no_cluster_yet_means_new(ns: str, cluster: Cluster) -> None:
+    bodies = chart_objects(ns)
     edit_config(bodies, **{"initial-cluster-state": "existing"})
     outcome = render(bodies, cluster)
     assert outcome.report.lines() == []
@@ -74,24 +77,28 @@ def test_no_cluster_yet_means_new(cluster: Cluster) -> None:
     assert outcome.decisions == {"etcd": ("new", "cluster")}
 
 
-def test_live_statefulset_means_existing(api: FakeApiServer, cluster: Cluster) -> None:
-    seed(api, chart_objects())
-    outcome = render(chart_objects(), cluster)
+def test_live_statefulset_means_existing(
+    control_plane: ControlPlane, ns: str, cluster: Cluster
+) -> None:
+    seed(control_plane, ns, chart_objects(ns))
+    outcome = render(chart_objects(ns), cluster)
     assert outcome.report.lines() == []
     assert state_of(outcome) == "existing"
 
 
-def test_cluster_record_alone_means_existing(api: FakeApiServer, cluster: Cluster) -> None:
-    record(api)
-    outcome = render(chart_objects(), cluster)
+def test_cluster_record_alone_means_existing(
+    control_plane: ControlPlane, ns: str, cluster: Cluster
+) -> None:
+    record(control_plane, ns)
+    outcome = render(chart_objects(ns), cluster)
     assert state_of(outcome) == "existing"
 
 
 def test_explicit_new_over_a_recorded_cluster_is_refused(
-    api: FakeApiServer, cluster: Cluster
+    control_plane: ControlPlane, ns: str, cluster: Cluster
 ) -> None:
-    record(api)
-    outcome = render(chart_objects(), cluster, initial_cluster_state="new")
+    record(control_plane, ns)
+    outcome = render(chart_objects(ns), cluster, initial_cluster_state="new")
     assert outcome.output == ""
     assert outcome.report.lines() == [
         f"{SOURCE}: StatefulSet/etcd: initial-cluster-state new was asked for (option), but the "
@@ -102,10 +109,11 @@ def test_explicit_new_over_a_recorded_cluster_is_refused(
 
 
 def test_volume_claim_service_name_and_selector_changes_are_refused(
-    api: FakeApiServer, cluster: Cluster
+    control_plane: ControlPlane, ns: str, cluster: Cluster
 ) -> None:
-    seed(api, chart_objects())
-    bodies = chart_objects()
+    """The live selector's labels come back sorted: the API server writes maps in key order."""
+    seed(control_plane, ns, chart_objects(ns))
+    bodies = chart_objects(ns)
     sts = find(bodies, "StatefulSet", "etcd")
     sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = "16Gi"
     sts["spec"]["serviceName"] = "etcd-peers"
@@ -126,18 +134,18 @@ def test_volume_claim_service_name_and_selector_changes_are_refused(
         f"{SOURCE}: StatefulSet/etcd: spec.serviceName: changes from 'etcd-headless' to "
         "'etcd-peers'; "
         f"Kubernetes forbids changing it ({fix})",
-        f"{SOURCE}: StatefulSet/etcd: spec.selector: changes from {{'app.kubernetes.io/name': "
-        "'etcd', 'app.kubernetes.io/instance': 'etcd'} to {'app.kubernetes.io/name': 'etcd', "
+        f"{SOURCE}: StatefulSet/etcd: spec.selector: changes from {{'app.kubernetes.io/instance': "
+        "'etcd', 'app.kubernetes.io/name': 'etcd'} to {'app.kubernetes.io/name': 'etcd', "
         "'app.kubernetes.io/instance': 'etcd', 'tier': 'db'}; Kubernetes forbids changing the "
         f"selector ({fix})",
     ]
 
 
 def test_peer_scheme_flip_and_token_change_on_a_live_cluster(
-    api: FakeApiServer, cluster: Cluster
+    control_plane: ControlPlane, ns: str, cluster: Cluster
 ) -> None:
-    seed(api, chart_objects())
-    bodies = chart_objects()
+    seed(control_plane, ns, chart_objects(ns))
+    bodies = chart_objects(ns)
     configmap = find(bodies, "ConfigMap", "etcd-config")
     config = json.loads(configmap["data"]["etcd.conf.json"])
     for key in ("initial-advertise-peer-urls", "listen-peer-urls", "initial-cluster"):
@@ -162,13 +170,19 @@ def test_peer_scheme_flip_and_token_change_on_a_live_cluster(
     [(5, 2, True), (3, 1, True), (7, 3, True), (5, 3, False), (3, 2, False), (3, 5, False)],
 )
 def test_scale_down_below_quorum_at_once(
-    api: FakeApiServer, cluster: Cluster, before: int, after: int, below_quorum: bool, hook: bool
+    control_plane: ControlPlane,
+    ns: str,
+    cluster: Cluster,
+    before: int,
+    after: int,
+    below_quorum: bool,
+    hook: bool,
 ) -> None:
     """Refused unless the scale-down hook removes the members one at a time first."""
-    live = chart_objects()
+    live = chart_objects(ns)
     find(live, "StatefulSet", "etcd")["spec"]["replicas"] = before
-    seed(api, live)
-    bodies = chart_objects()
+    seed(control_plane, ns, live)
+    bodies = chart_objects(ns)
     find(bodies, "StatefulSet", "etcd")["spec"]["replicas"] = after
     find(bodies, "StatefulSet", "etcd")["metadata"]["annotations"][
         "etcd-chart/allow-even-replicas"
@@ -190,20 +204,28 @@ def test_scale_down_below_quorum_at_once(
     assert lines == (expected if below_quorum and not hook else [])
 
 
-def test_unreachable_cluster_and_wrong_token(api: FakeApiServer, tmp_path: Path) -> None:
-    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", "db")
-    config = json.loads(kubeconfig.read_text())
-    config["users"][0]["user"]["token"] = "wrong"
-    wrong = tmp_path / "wrong-kubeconfig"
-    wrong.write_text(json.dumps(config))
+def test_unreachable_cluster_and_wrong_token(
+    control_plane: ControlPlane, ns: str, tmp_path: Path
+) -> None:
+    """A token the real API server does not know (401), then an address nothing listens on."""
+    wrong = Cluster(str(write_kubeconfig(control_plane, tmp_path / "wrong", ns, token="wrong")))
     with pytest.raises(ClusterUnavailable) as refused:
-        post_render(stream_of(chart_objects()), Options(), Cluster(str(wrong)))
+        post_render(stream_of(chart_objects(ns)), Options(), wrong)
+    wrong.close()
     assert str(refused.value) == (
-        f"reading StatefulSet db/etcd from {api.url} failed: HTTP 401 Unauthorized"
+        f"reading StatefulSet {ns}/etcd from {control_plane.server} failed: HTTP 401 Unauthorized"
     )
-    live = Cluster(str(kubeconfig), timeout=2)
-    api.stop()
-    with pytest.raises(ClusterUnavailable) as unreachable:
-        post_render(stream_of(chart_objects()), Options(), live)
-    assert str(unreachable.value).startswith(f"cannot reach {api.url}: ")
-    live.close()
+    config = yaml.safe_load(
+        write_kubeconfig(control_plane, tmp_path / "kubeconfig", ns).read_text()
+    )
+    with socket.socket() as unheard:
+        unheard.bind(("127.0.0.1", 0))  # bound but never listening: connections are refused
+        nowhere = f"https://127.0.0.1:{unheard.getsockname()[1]}"
+        config["clusters"][0]["cluster"]["server"] = nowhere
+        kubeconfig = tmp_path / "unreachable"
+        kubeconfig.write_text(yaml.safe_dump(config))
+        live = Cluster(str(kubeconfig), timeout=2)
+        with pytest.raises(ClusterUnavailable) as unreachable:
+            post_render(stream_of(chart_objects(ns)), Options(), live)
+        live.close()
+    assert str(unreachable.value).startswith(f"cannot reach {nowhere}: ")

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 import pytest
-from etcd_chart.fakeapi import FakeApiServer
 from etcd_chart.postrender.cluster import Cluster
+from etcd_chart.sandbox.controlplane import ControlPlane
 from test_postrender_live import SOURCE, chart_objects, find, render, seed
 
 OLD = "http://etcd-0.etcd-headless.db.svc.example.org:2380"
@@ -52,10 +52,10 @@ def change_peer_urls(bodies: list[dict[str, Any]], old: str, new: str) -> None:
     ids=["peer-port", "cluster-domain"],
 )
 def test_a_peer_url_change_on_a_live_cluster_is_refused(
-    api: FakeApiServer, cluster: Cluster, old: str, new: str, changed: str
+    control_plane: ControlPlane, ns: str, cluster: Cluster, old: str, new: str, changed: str
 ) -> None:
-    seed(api, chart_objects())
-    bodies = chart_objects()
+    seed(control_plane, ns, chart_objects(ns))
+    bodies = chart_objects(ns)
     change_peer_urls(bodies, old, new)
     outcome = render(bodies, cluster)
     assert outcome.output == ""
@@ -67,8 +67,8 @@ def test_a_peer_url_change_on_a_live_cluster_is_refused(
     ]
 
 
-def test_the_same_change_on_a_new_cluster_is_fine(cluster: Cluster) -> None:
-    bodies = chart_objects()
+def test_the_same_change_on_a_new_cluster_is_fine(ns: str, cluster: Cluster) -> None:
+    bodies = chart_objects(ns)
     change_peer_urls(bodies, ":2380", ":2381")
     outcome = render(bodies, cluster)
     assert outcome.report.lines() == []
@@ -76,8 +76,8 @@ def test_the_same_change_on_a_new_cluster_is_fine(cluster: Cluster) -> None:
 
 
 def test_an_unchanged_peer_url_on_a_live_cluster_is_fine(
-    api: FakeApiServer, cluster: Cluster
+    control_plane: ControlPlane, ns: str, cluster: Cluster
 ) -> None:
-    seed(api, chart_objects())
-    outcome = render(chart_objects(), cluster)
+    seed(control_plane, ns, chart_objects(ns))
+    outcome = render(chart_objects(ns), cluster)
     assert outcome.report.lines() == []

@@ -1,7 +1,8 @@
 """TLS Secrets made beforehand (`tls.source: existingSecrets`), checked in a live cluster.
 
-The cluster is `fakeapi.FakeApiServer`; the Secrets are real certificates from `etcd-chart pki`
-(`pki.ensure_pki`, `secrets.yaml`), and a second, unrelated PKI of the same names plays the CA
+The cluster is the real kube-apiserver of the `control_plane` fixture, each test in a namespace
+of its own; the Secrets are real certificates from `etcd-chart pki` (`pki.ensure_pki`,
+`secrets.yaml`) for that namespace, and a second, unrelated PKI of the same names plays the CA
 that does not match.
 """
 
@@ -19,9 +20,10 @@ from typing import Any
 import pytest
 import yaml
 from etcd_chart import pki, x509
-from etcd_chart.fakeapi import FakeApiServer
 from etcd_chart.postrender.cluster import Cluster
 from etcd_chart.postrender.core import Options, Outcome, post_render
+from etcd_chart.sandbox.controlplane import ControlPlane
+from realapi import apply, write_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 VALUES = REPO / "chart" / "ci" / "existing-secrets-values.yaml"
@@ -29,21 +31,25 @@ SOURCE = "etcd/templates/statefulset.yaml"
 ISSUED = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 CHECKED = ISSUED + timedelta(days=1)
 ROLES = ("server", "peer", "client", "agent")
-PKI_COMMAND = (
-    "etcd-chart pki --out DIR --name etcd --namespace db --max-members {} --format secrets"
-)
 
 
-def helm_template(helm3: str, *flags: str) -> str:
-    command = [helm3, "template", "etcd", str(REPO / "chart"), "-n", "db", *flags]
+def pki_command(namespace: str, members: int) -> str:
+    return (
+        f"etcd-chart pki --out DIR --name etcd --namespace {namespace} --max-members {members} "
+        "--format secrets"
+    )
+
+
+def helm_template(helm3: str, namespace: str, *flags: str) -> str:
+    command = [helm3, "template", "etcd", str(REPO / "chart"), "-n", namespace, *flags]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def stream(helm3: str) -> str:
-    return helm_template(helm3, "-f", str(VALUES))
+@pytest.fixture
+def stream(helm3: str, ns: str) -> str:
+    return helm_template(helm3, ns, "-f", str(VALUES))
 
 
 def place(stream: str, role: str) -> str:
@@ -56,30 +62,33 @@ def place(stream: str, role: str) -> str:
     )
 
 
-def missing_secret(stream: str, role: str) -> str:
+def missing_secret(stream: str, role: str, namespace: str) -> str:
     return (
-        f"{place(stream, role)}: Secret etcd-{role}-tls does not exist in namespace db, so the "
-        "member pods cannot start (create it before installing, e.g. with "
-        f"`{PKI_COMMAND.format(9)}` and `kubectl apply -f DIR/secrets.yaml`, or let cert-manager "
-        "issue the certificates (tls.source: cert-manager))"
+        f"{place(stream, role)}: Secret etcd-{role}-tls does not exist in namespace {namespace}, "
+        "so the member pods cannot start (create it before installing, e.g. with "
+        f"`{pki_command(namespace, 9)}` and `kubectl apply -f DIR/secrets.yaml`, or let "
+        "cert-manager issue the certificates (tls.source: cert-manager))"
     )
 
 
-def make_pki(out: Path, now: datetime | None = ISSUED, **options: Any) -> dict[str, dict[str, Any]]:
+def make_pki(
+    out: Path, namespace: str, now: datetime | None = ISSUED, **options: Any
+) -> dict[str, dict[str, Any]]:
     """The Secrets `etcd-chart pki --format secrets` writes, by name."""
-    pki.ensure_pki(pki.PkiOptions(out=out, namespace="db", format="secrets", **options), now)
+    pki.ensure_pki(pki.PkiOptions(out=out, namespace=namespace, format="secrets", **options), now)
     bodies = [b for b in yaml.safe_load_all((out / pki.SECRETS_FILE).read_text()) if b]
     return {b["metadata"]["name"]: b for b in bodies}
 
 
-@pytest.fixture(scope="module")
-def pkis(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, dict[str, Any]]]:
-    root = tmp_path_factory.mktemp("pki")
+@pytest.fixture
+def pkis(ns: str, tmp_path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """For the test's namespace: the certificates name its member hosts."""
+    root = tmp_path / "pkis"
     return {
-        "good": make_pki(root / "good"),
-        "other": make_pki(root / "other"),
-        "few": make_pki(root / "few", max_members=3),
-        "short": make_pki(root / "short", days=30),
+        "good": make_pki(root / "good", ns),
+        "other": make_pki(root / "other", ns),
+        "few": make_pki(root / "few", ns, max_members=3),
+        "short": make_pki(root / "short", ns, days=30),
     }
 
 
@@ -96,34 +105,35 @@ def ca_of(secret: dict[str, Any]) -> str:
     return f"CN {x509.common_name_of(cert)}, SHA-256 {x509.fingerprint(cert)[:16]}"
 
 
-def seed(api: FakeApiServer, secrets: dict[str, Any]) -> None:
-    for body in secrets.values():
-        api.put_object(copy.deepcopy(body))
+def seed(plane: ControlPlane, namespace: str, secrets: dict[str, Any]) -> None:
+    apply(plane, namespace, list(secrets.values()))
 
 
-def render(stream: str, cluster: Cluster, now: datetime = CHECKED) -> Outcome:
-    return post_render(stream, Options(namespace="db", now=now), cluster)
+def render(stream: str, cluster: Cluster, namespace: str, now: datetime = CHECKED) -> Outcome:
+    return post_render(stream, Options(namespace=namespace, now=now), cluster)
 
 
 def test_good_secrets_pass_and_leave_the_stream_as_offline(
-    api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any
+    control_plane: ControlPlane, ns: str, cluster: Cluster, stream: str, pkis: Any
 ) -> None:
-    seed(api, secrets_of(pkis, "good"))
-    outcome = render(stream, cluster)
+    seed(control_plane, ns, secrets_of(pkis, "good"))
+    outcome = render(stream, cluster, ns)
     assert outcome.report.lines() == []
     assert outcome.decisions == {"etcd": ("new", "cluster")}
-    offline = post_render(stream, Options(namespace="db"))
+    offline = post_render(stream, Options(namespace=ns))
     assert offline.report.lines() == []
     assert outcome.output == offline.output
 
 
-def test_missing_secret(api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any) -> None:
+def test_missing_secret(
+    control_plane: ControlPlane, ns: str, cluster: Cluster, stream: str, pkis: Any
+) -> None:
     secrets = secrets_of(pkis, "good")
     del secrets["etcd-peer-tls"]
-    seed(api, secrets)
-    outcome = render(stream, cluster)
+    seed(control_plane, ns, secrets)
+    outcome = render(stream, cluster, ns)
     assert outcome.output == ""
-    assert outcome.report.lines() == [missing_secret(stream, "peer")]
+    assert outcome.report.lines() == [missing_secret(stream, "peer", ns)]
 
 
 @pytest.mark.parametrize(
@@ -135,12 +145,22 @@ def test_missing_secret(api: FakeApiServer, cluster: Cluster, stream: str, pkis:
     ],
 )
 def test_missing_key(
-    api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any, key: str, what: str
+    control_plane: ControlPlane,
+    ns: str,
+    cluster: Cluster,
+    stream: str,
+    pkis: Any,
+    key: str,
+    what: str,
 ) -> None:
+    """The API server refuses a `kubernetes.io/tls` Secret without tls.crt or tls.key, so those
+    two cases are seeded as `Opaque`; the check reads the keys of either type alike."""
     secrets = secrets_of(pkis, "good")
     del secrets["etcd-server-tls"]["data"][key]
-    seed(api, secrets)
-    assert render(stream, cluster).report.lines() == [
+    if key != "ca.crt":
+        secrets["etcd-server-tls"]["type"] = "Opaque"
+    seed(control_plane, ns, secrets)
+    assert render(stream, cluster, ns).report.lines() == [
         f"{place(stream, 'server')}: Secret etcd-server-tls has no key {key} (add {what} as "
         f"{key}; each TLS Secret needs tls.crt, tls.key and ca.crt, as `etcd-chart pki --format "
         "secrets` writes them)"
@@ -148,14 +168,14 @@ def test_missing_key(
 
 
 def test_unreadable_certificate_and_foreign_key(
-    api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any
+    control_plane: ControlPlane, ns: str, cluster: Cluster, stream: str, pkis: Any
 ) -> None:
     secrets = secrets_of(pkis, "good")
     server = secrets["etcd-server-tls"]["data"]
     server["tls.crt"] = base64.b64encode(b"not a certificate\n").decode()
     secrets["etcd-peer-tls"]["data"]["tls.key"] = secrets["etcd-client-tls"]["data"]["tls.key"]
-    seed(api, secrets)
-    lines = render(stream, cluster).report.lines()
+    seed(control_plane, ns, secrets)
+    lines = render(stream, cluster, ns).report.lines()
     assert lines == [
         f"{place(stream, 'server')}: Secret etcd-server-tls key tls.crt holds no PEM certificate "
         "(no BEGIN CERTIFICATE line) (put the PEM certificate there)",
@@ -168,17 +188,17 @@ def test_unreadable_certificate_and_foreign_key(
 
 
 def test_ca_that_does_not_match(
-    api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any
+    control_plane: ControlPlane, ns: str, cluster: Cluster, stream: str, pkis: Any
 ) -> None:
     """The peer Secret from another PKI; the client Secret with the other PKI's ca.crt."""
     secrets = secrets_of(pkis, "good")
     other = secrets_of(pkis, "other")
     secrets["etcd-peer-tls"] = other["etcd-peer-tls"]
     secrets["etcd-client-tls"]["data"]["ca.crt"] = other["etcd-client-tls"]["data"]["ca.crt"]
-    seed(api, secrets)
+    seed(control_plane, ns, secrets)
     good_ca, other_ca = ca_of(pkis["good"]["etcd-server-tls"]), ca_of(other["etcd-peer-tls"])
     assert good_ca != other_ca and good_ca.startswith("CN etcd-ca, ")
-    assert render(stream, cluster).report.lines() == [
+    assert render(stream, cluster, ns).report.lines() == [
         f"{place(stream, 'client')}: Secret etcd-client-tls: tls.crt (CN root) is not signed by "
         f"the CA in ca.crt ({other_ca}) (put the CA that signed tls.crt into ca.crt, or issue "
         "tls.crt from the CA in ca.crt (a CA of the same name from another `etcd-chart pki` run "
@@ -191,20 +211,24 @@ def test_ca_that_does_not_match(
     ]
 
 
-def test_too_few_names(api: FakeApiServer, cluster: Cluster, helm3: str, pkis: Any) -> None:
+def test_too_few_names(
+    control_plane: ControlPlane, ns: str, cluster: Cluster, helm3: str, pkis: Any
+) -> None:
     """Certificates for 3 members; the StatefulSet runs 5 (and may grow to 5)."""
     stream = helm_template(
-        helm3, "-f", str(VALUES), "--set", "replicas=5", "--set", "tls.maxMembers=5"
+        helm3, ns, "-f", str(VALUES), "--set", "replicas=5", "--set", "tls.maxMembers=5"
     )
-    seed(api, secrets_of(pkis, "few"))
-    hosts = "etcd-3.etcd-headless.db.svc.cluster.local, etcd-4.etcd-headless.db.svc.cluster.local"
+    seed(control_plane, ns, secrets_of(pkis, "few"))
+    hosts = (
+        f"etcd-3.etcd-headless.{ns}.svc.cluster.local, etcd-4.etcd-headless.{ns}.svc.cluster.local"
+    )
     fix = (
-        f"issue it again for every member, e.g. `{PKI_COMMAND.format(5)} --force-renew` with DIR "
+        f"issue it again for every member, e.g. `{pki_command(ns, 5)} --force-renew` with DIR "
         "holding its CA (or name a wildcard for the headless Service domain); set "
         "tls.maxMembers to the largest member count it may grow to (the chart writes it into the "
         "StatefulSet annotation etcd-chart/max-members)"
     )
-    assert render(stream, cluster).report.lines() == [
+    assert render(stream, cluster, ns).report.lines() == [
         f"{place(stream, role)}: the certificate in Secret etcd-{role}-tls, used by "
         f"StatefulSet/etcd, does not cover {hosts} (members up to 5) ({fix})"
         for role in ("server", "peer")
@@ -219,16 +243,22 @@ def test_too_few_names(api: FakeApiServer, cluster: Cluster, helm3: str, pkis: A
     ],
 )
 def test_certificates_about_to_expire(
-    api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any, days: int, state: str
+    control_plane: ControlPlane,
+    ns: str,
+    cluster: Cluster,
+    stream: str,
+    pkis: Any,
+    days: int,
+    state: str,
 ) -> None:
     """Leaves of 30 days, checked 25 and 31 days after they were issued; the CA is good."""
-    seed(api, secrets_of(pkis, "short"))
+    seed(control_plane, ns, secrets_of(pkis, "short"))
     names = {"server": "CN etcd-server", "peer": "CN etcd-peer", "client": "CN root"}
     fix = (
-        f"issue it again and update the Secret, e.g. `{PKI_COMMAND.format(9)} --force-renew` with "
+        f"issue it again and update the Secret, e.g. `{pki_command(ns, 9)} --force-renew` with "
         "DIR holding its CA, then `kubectl apply -f DIR/secrets.yaml`"
     )
-    assert render(stream, cluster, ISSUED + timedelta(days=days)).report.lines() == [
+    assert render(stream, cluster, ns, ISSUED + timedelta(days=days)).report.lines() == [
         f"{place(stream, role)}: Secret etcd-{role}-tls: the certificate in tls.crt "
         f"({names.get(role, 'no CN')}) {state} ({fix})"
         for role in ROLES
@@ -236,13 +266,13 @@ def test_certificates_about_to_expire(
 
 
 def test_agent_certificate_with_a_common_name(
-    api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any
+    control_plane: ControlPlane, ns: str, cluster: Cluster, stream: str, pkis: Any
 ) -> None:
     """The client certificate (CN root) reused for the member agent."""
     secrets = secrets_of(pkis, "good")
     secrets["etcd-agent-tls"]["data"] = secrets["etcd-client-tls"]["data"]
-    seed(api, secrets)
-    assert render(stream, cluster).report.lines() == [
+    seed(control_plane, ns, secrets)
+    assert render(stream, cluster, ns).report.lines() == [
         f"{place(stream, 'agent')}: Secret etcd-agent-tls: the member agent's certificate "
         "(tls.crt) has CN 'root'; etcd's JSON gateway refuses client certificates with a CN once "
         "auth is on, so the agent could not log in (issue the agent certificate without a common "
@@ -252,33 +282,34 @@ def test_agent_certificate_with_a_common_name(
 
 
 def test_secret_the_release_renders_is_read_from_the_stream(
-    api: FakeApiServer, cluster: Cluster, stream: str, pkis: Any
+    control_plane: ControlPlane, ns: str, cluster: Cluster, stream: str, pkis: Any
 ) -> None:
     """Not in the cluster yet, but in the stream (as text under stringData), without ca.crt."""
     secrets = secrets_of(pkis, "good")
     agent = secrets.pop("etcd-agent-tls")
-    seed(api, secrets)
+    seed(control_plane, ns, secrets)
     rendered = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": "etcd-agent-tls", "namespace": "db"},
+        "metadata": {"name": "etcd-agent-tls", "namespace": ns},
         "stringData": {key: decoded(agent, key).decode() for key in ("tls.crt", "tls.key")},
     }
     text = stream + "---\n# Source: etcd/templates/extra.yaml\n" + yaml.safe_dump(rendered)
-    assert render(text, cluster).report.lines() == [
+    assert render(text, cluster, ns).report.lines() == [
         f"{place(stream, 'agent')}: Secret etcd-agent-tls has no key ca.crt (add the PEM "
         "certificate of the CA that signed tls.crt as ca.crt; each TLS Secret needs tls.crt, "
         "tls.key and ca.crt, as `etcd-chart pki --format secrets` writes them)"
     ]
 
 
-def test_secrets_cert_manager_issues_are_not_read(cluster: Cluster, helm3: str) -> None:
-    stream = helm_template(helm3, "--set", "tls.enabled=true")
+def test_secrets_cert_manager_issues_are_not_read(ns: str, cluster: Cluster, helm3: str) -> None:
+    stream = helm_template(helm3, ns, "--set", "tls.enabled=true")
     assert "kind: Certificate" in stream
-    assert render(stream, cluster).report.lines() == []
+    assert render(stream, cluster, ns).report.lines() == []
 
 
-def test_offline_run_does_not_load_cryptography(stream: str) -> None:
+def test_offline_run_does_not_load_cryptography(helm3: str) -> None:
+    stream = helm_template(helm3, "db", "-f", str(VALUES))
     code = (
         "import sys\n"
         "from etcd_chart.postrender.core import Options, post_render\n"
@@ -293,16 +324,14 @@ def test_offline_run_does_not_load_cryptography(stream: str) -> None:
 
 
 def test_cli_exit_1_with_the_message_on_stderr(
-    api: FakeApiServer, stream: str, tmp_path: Path
+    control_plane: ControlPlane, ns: str, stream: str, tmp_path: Path
 ) -> None:
     """Certificates issued now, since the command checks them against the current time."""
-    secrets = make_pki(tmp_path / "pki", now=None)
-    for name, body in secrets.items():
-        if name != "etcd-agent-tls":
-            api.put_object(body)
-    kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig", "db")
+    secrets = make_pki(tmp_path / "pki", ns, now=None)
+    apply(control_plane, ns, [body for name, body in secrets.items() if name != "etcd-agent-tls"])
+    kubeconfig = write_kubeconfig(control_plane, tmp_path / "kubeconfig", ns)
     result = subprocess.run(
-        [sys.executable, "-m", "etcd_chart.cli", "post-render", "--namespace", "db"],
+        [sys.executable, "-m", "etcd_chart.cli", "post-render", "--namespace", ns],
         input=stream,
         capture_output=True,
         text=True,
@@ -311,7 +340,7 @@ def test_cli_exit_1_with_the_message_on_stderr(
     )
     assert (result.returncode, result.stdout) == (1, "")
     read = (
-        f"etcd-chart post-render: read the cluster at {api.url} "
-        f"(context fakeapi, kubeconfig {kubeconfig} (KUBECONFIG))\n"
+        f"etcd-chart post-render: read the cluster at {control_plane.server} "
+        f"(context test, kubeconfig {kubeconfig} (KUBECONFIG))\n"
     )
-    assert result.stderr == read + missing_secret(stream, "agent") + "\n"
+    assert result.stderr == read + missing_secret(stream, "agent", ns) + "\n"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from etcd_chart.kubedns import service_names
 from etcd_chart.sandbox import command
-from etcd_chart.sandbox.controller import hooks_for
 from etcd_chart.sandbox.network import (
     AddressInUse,
     HostEntry,
@@ -98,27 +97,6 @@ def test_port_in_use_is_reported() -> None:
         ):
             check_port_free("127.66.7.10", port, "Pod a/b port client")
     check_port_free("127.66.7.10", port, "Pod a/b port client")
-
-
-def _hook(kind: str, name: str, events: str, weight: str | None = None) -> dict[str, object]:
-    annotations = {"helm.sh/hook": events}
-    if weight is not None:
-        annotations["helm.sh/hook-weight"] = weight
-    return {"kind": kind, "metadata": {"name": name, "annotations": annotations}}
-
-
-def test_hooks_in_helm_order() -> None:
-    hooks = [
-        _hook("Job", "b-job", "pre-upgrade,pre-rollback"),
-        _hook("ServiceAccount", "z-sa", "pre-upgrade"),
-        _hook("ConfigMap", "a-cm", "pre-upgrade"),
-        _hook("Job", "a-job", "pre-upgrade"),
-        _hook("Job", "early", "pre-upgrade", "-5"),
-        _hook("Job", "post", "post-upgrade"),
-    ]
-    ordered = [h["metadata"]["name"] for h in hooks_for("pre-upgrade", hooks)]  # type: ignore[index]
-    assert ordered == ["early", "z-sa", "a-cm", "a-job", "b-job"]
-    assert [h["metadata"]["name"] for h in hooks_for("pre-install", hooks)] == []  # type: ignore[index]
 
 
 def test_cluster_domain_sources(tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ from etcd_chart.sandbox.binaries import BIN_DIR_ENV, Tools, UnknownVersion, tag_
 from etcd_chart.sandbox.podspec import ToolMissing, Unsupported, program_argv
 from etcd_versions import etcd_program, etcd_release
 
+# Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_sandbox_versions")
+
 PROGRAMS = ("etcd", "etcdctl", "etcdutl")
 
 

@@ -124,12 +124,3 @@ def dump(data: Any) -> str:
         allow_unicode=True,
         width=100000,
     )
-
-
-def dump_stream(documents: list[Document]) -> str:
-    """A stream Helm can read back, each document with its `# Source:` comment."""
-    chunks = []
-    for document in documents:
-        header = f"# Source: {document.source}\n" if document.source else ""
-        chunks.append(f"---\n{header}{dump(document.body)}")
-    return "".join(chunks)

@@ -1,16 +1,19 @@
-"""`etcd-chart sandbox`: the rendered release's pods as local processes, with the real etcd.
+"""`etcd-chart sandbox`: a real Kubernetes control plane with a process kubelet, and the release's
+pods as local processes running the real etcd.
 
-It does what kubelet, the StatefulSet controller, Helm's hooks and cert-manager would do, on this
-machine, for one state directory at a time:
+For one state directory at a time:
 
-- A detached daemon per state dir (`daemon.py`) hosts a fake Kubernetes API (HTTPS on the
-  state dir's `.1` loopback address; it says what it is not), the controllers and the pods, and
-  is controlled over a unix socket. `up` renders the chart (`helm template`, then the
-  post-renderer with `KUBECONFIG` pointing at the fake API, as Helm would run it), starts the
-  daemon and waits until every pod is Ready and every etcd member votes (`voters.py`); a
-  Secret or ConfigMap the pods need that nothing would create fails it at once
-  (`references.py`); `down` stops every process it started, even when the
-  daemon died (their PIDs are recorded), and keeps the volumes unless `--purge`.
+- A detached daemon per state dir (`cluster.py`) runs the control plane (`controlplane.py`:
+  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and cert-manager when the release
+  asks for certificates), provisions local PersistentVolumes (`provisioner.py`), and plays the
+  kubelet of its Nodes (`kubelet.py`): it runs the containers of the Pods bound to them and writes
+  their status. It is controlled over a unix socket (`serving.py`). `up` starts it, then
+  installs the release with real Helm and the post-renderer (`helmrun.py`; a `--manifest` is
+  applied with kubectl) and waits until every pod is Ready and every etcd member votes
+  (`voters.py`); what could never run (an image it has no program for, a StorageClass nobody
+  serves, a Secret nobody creates: `references.py`) is refused before anything starts. `down`
+  stops every process it started, even when the daemon died (their PIDs are recorded), and keeps
+  the volumes unless `--purge`.
 - Each pod gets an address of its own in a /24 of 127.0.0.0/8 chosen per state dir, and each of
   its containers runs in its own mount namespace (`unshare --mount`), where `launch.py`
   bind-mounts the sandbox-wide hosts file over `/etc/hosts` and the pod's volumes at their
@@ -19,7 +22,7 @@ machine, for one state directory at a time:
 - Images map to local programs: etcd images to the `etcd`, `etcdctl` and `etcdutl` binaries,
   Python images to a local Python interpreter. Any other image is an error that names it.
 
-What it cannot emulate, and says so:
+What a process kubelet cannot do, and says so:
 
 - The pod network. Every pod shares this machine's network namespace, so a container that
   listens on `0.0.0.0` or `[::]` (e.g. `--listen-peer-urls=http://0.0.0.0:2380`) has that

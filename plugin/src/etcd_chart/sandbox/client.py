@@ -75,10 +75,6 @@ def running(state: StateDir) -> bool:
     return True
 
 
-def start_daemon(state: StateDir, namespace: str, subnet: str | None, timeout: float = 30) -> None:
-    wait_daemon(state, spawn_daemon(state, namespace, subnet), timeout)
-
-
 def has_leftovers(state: StateDir) -> bool:
     """Anything a previous daemon of this state dir left behind (it died, or `down` was not run)."""
     return state.daemon_pid.exists() or bool(ProcessRecord(state.processes).entries())
@@ -88,11 +84,10 @@ def spawn_daemon(
     state: StateDir,
     namespace: str,
     subnet: str | None,
-    module: str = "etcd_chart.sandbox.daemon",
     extra: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start the daemon (`module`: the emulated one, or the real control plane's) detached, in
-    its own session; `wait_daemon` waits until it answers."""
+    """Start the daemon (etcd_chart.sandbox.cluster) detached, in its own session;
+    `wait_daemon` waits until it answers."""
     state.root.mkdir(parents=True, exist_ok=True)
     error_file = state.root / "daemon.error"
     with contextlib.suppress(FileNotFoundError):
@@ -100,7 +95,7 @@ def spawn_daemon(
     command = [
         sys.executable,
         "-m",
-        module,
+        "etcd_chart.sandbox.cluster",
         "--state-dir",
         str(state.root),
         "--namespace",
@@ -144,7 +139,7 @@ def wait_daemon(state: StateDir, proc: subprocess.Popen[bytes], timeout: float =
 def stop(state: StateDir, purge: bool = False) -> int:
     """Stop everything the sandbox in `state` started, whether or not its daemon still runs;
     returns how many container processes were running."""
-    from etcd_chart.sandbox.daemon import remove_leftovers
+    from etcd_chart.sandbox.serving import remove_leftovers
 
     pid = daemon_pid(state)
     start = process_start_time(pid) if pid else None

@@ -1,8 +1,9 @@
-"""The sandbox on a real control plane: one detached process per state dir that runs
-kube-apiserver, kube-controller-manager, kube-scheduler (and cert-manager when asked), the local
-volume provisioner, and the process kubelet of three Nodes; controlled over `STATE/control.sock`
-with the same JSON-line requests as the emulated sandbox (`status`, `kill`, `restart`, `stop_pod`,
-`start_pod`, `lose_volume`, `stop_all`, `start_all`, `exec_spec`, `wait_ready`, `shutdown`).
+"""The sandbox daemon: one detached process per state dir that runs the real control plane
+(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and cert-manager when asked), the
+local volume provisioner, and the process kubelet of its Nodes; controlled over
+`STATE/control.sock` with JSON-line requests (serving.py: `status`, `kill`, `restart`,
+`stop_pod`, `start_pod`, `lose_volume`, `stop_all`, `start_all`, `exec_spec`, `wait_ready`,
+`shutdown`).
 
 The release itself is installed by real Helm against `STATE/kubeconfig` (command.py runs it);
 this process only keeps the cluster running and answers for the pods it runs.
@@ -32,18 +33,6 @@ from etcd_chart.sandbox.controlplane import (
     find_binaries,
     write_kubeconfig,
 )
-from etcd_chart.sandbox.daemon import (
-    SandboxError,
-    client_info,
-    ensure_mountpoints,
-    log_event,
-    pod_exec_spec,
-    read_request,
-    remove_mountpoints,
-    run_launch_spec,
-    serve,
-    unshare_works,
-)
 from etcd_chart.sandbox.kubeapi import ApiError, Credentials, KubeApi, informer
 from etcd_chart.sandbox.kubelet import (
     DEFAULT_NODES,
@@ -55,6 +44,18 @@ from etcd_chart.sandbox.kubelet import (
 from etcd_chart.sandbox.network import HostEntry, Network, pod_names
 from etcd_chart.sandbox.provisioner import LocalProvisioner
 from etcd_chart.sandbox.runtime import GRACE_CAP, Pod, tail
+from etcd_chart.sandbox.serving import (
+    SandboxError,
+    client_info,
+    ensure_mountpoints,
+    log_event,
+    pod_exec_spec,
+    read_request,
+    remove_mountpoints,
+    run_launch_spec,
+    serve,
+    unshare_works,
+)
 from etcd_chart.sandbox.state import ProcessRecord, StateDir, kill_recorded, read_json, write_json
 
 
@@ -395,7 +396,6 @@ class Cluster:
                 "ca_file": str(plane.pki.ca) if plane else None,
                 "kubeconfig": str(self.state.kubeconfig),
             },
-            "control_plane": "real",
             "release": {k: self.release.get(k) for k in ("name", "namespace")},
             "pods": pods,
             "workloads": workloads,

@@ -44,10 +44,8 @@ from etcd_chart.sandbox.render import (
     source,
 )
 from etcd_chart.sandbox.runtime import tail
-from etcd_chart.sandbox.state import StateDir, read_json
+from etcd_chart.sandbox.state import StateDir
 from etcd_chart.yamlio import YamlError, load_stream
-
-CONTROL_PLANE_ENV = "ETCD_CHART_SANDBOX_CONTROL_PLANE"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -162,26 +160,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--subnet", help="use this /24 of 127.0.0.0/8 (e.g. 127.77.1) instead of choosing one"
     )
     up.add_argument(
-        "--control-plane",
-        choices=("emulated", "real"),
-        default=os.environ.get(CONTROL_PLANE_ENV, "emulated"),
-        help="real: kube-apiserver, kube-controller-manager, kube-scheduler (and cert-manager "
-        "when the release asks for certificates) built by ci/install-tools.sh, the release "
-        "installed by `helm install`, pods run by the sandbox's process kubelet; emulated: the "
-        f"sandbox's own API and controllers (default; env {CONTROL_PLANE_ENV})",
-    )
-    up.add_argument(
         "--nodes",
         type=_node_count,
         default=DEFAULT_NODES,
-        help="real control plane: how many Nodes the process kubelet serves (default 3, in three "
+        help="how many Nodes the process kubelet serves (default 3, in three "
         "zones; a StatefulSet with required anti-affinity per host needs one per member)",
     )
     up.add_argument(
         "--pod-security",
         choices=POD_SECURITY_LEVELS,
         default=POD_SECURITY_LEVELS[0],
-        help="real control plane: the PodSecurity level the release namespace enforces (default "
+        help="the PodSecurity level the release namespace enforces (default "
         "restricted, which every pod of the chart meets)",
     )
     up.add_argument(
@@ -189,7 +178,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME",
-        help=f"real control plane: also serve StorageClass NAME (values that name a class, e.g. "
+        help=f"also serve StorageClass NAME (values that name a class, e.g. "
         f"standard) from the local provisioner; {STORAGE_CLASS} is the default class",
     )
     upgrade = actions.add_parser(
@@ -327,48 +316,11 @@ def _bin_dir(args: argparse.Namespace) -> str | None:
     return str(Path(given).resolve())
 
 
-def _apply(
-    state: StateDir, args: argparse.Namespace, action: str, text: str | None = None
-) -> dict[str, Any]:
-    render_args = _render_args(args)
-    if render_args is None:
-        raise RenderError("give either a chart directory or --manifest FILE", 1)
-    bin_dir = _bin_dir(args)
-    if args.objects:
-        client.request(
-            state,
-            {
-                "op": "put_objects",
-                "objects": existing_objects(args.objects),
-                "namespace": args.namespace,
-            },
-        )
-    if text is None:
-        text = source(render_args)
-    manifest = text if args.no_post_renderer else post_render(text, state.kubeconfig)
-    answer = client.request(
-        state,
-        {
-            "op": "apply",
-            "action": action,
-            "manifest": manifest,
-            "release": args.name,
-            "namespace": args.namespace,
-            "cluster_domain": cluster_domain(render_args),
-            "timeout": args.timeout,
-            "bin_dir": bin_dir,
-        },
-    )
-    status: dict[str, Any] = answer["status"]
-    return status
-
-
 def _preflight(
-    render_args: RenderArgs, args: argparse.Namespace, live: StateDir | None = None
-) -> bool:
-    """Refuse what cannot run, or would wait for ever, before anything starts (`live`: an
-    upgrade, whose objects may exist already); whether cert-manager is needed."""
-    text = source(render_args)
+    text: str, render_args: RenderArgs, args: argparse.Namespace, live: StateDir | None = None
+) -> None:
+    """Refuse what cannot run, or would wait for ever, before anything starts (`live`: a running
+    sandbox, whose objects may exist already)."""
     documents = parse(text)
     check_runnable(documents, render_args.namespace, _bin_dir(args))
     classes = live_storage_classes(live) if live is not None else args.storage_class
@@ -377,16 +329,26 @@ def _preflight(
     check_references(
         documents, render_args.namespace, provided, live_objects(live) if live is not None else None
     )
-    return "apiVersion: cert-manager.io/" in text
+
+
+def _installed(state: StateDir, release: str, namespace: str) -> bool:
+    """Whether Helm has a revision of `release` in the sandbox's control plane."""
+    result = kubectl(
+        state, "-n", namespace, "get", "secrets", "-l", f"owner=helm,name={release}", "-o", "name"
+    )
+    if result.returncode != 0:
+        raise RenderError(f"looking for release {release}: {result.stderr.strip()}", 2)
+    return bool(result.stdout.strip())
 
 
 def _create_objects(state: StateDir, paths: list[str], namespace: str) -> None:
-    """The --objects Secrets and ConfigMaps, created as `kubectl create` would."""
+    """The --objects Secrets and ConfigMaps, created or updated as `kubectl apply` would (a kept
+    state dir or an upgrade may have them already)."""
     if not paths:
         return
     for obj in existing_objects(paths):
         body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
-        result = kubectl(state, "create", "-f", "-", stdin=json.dumps(body))
+        result = kubectl(state, "apply", "-f", "-", stdin=json.dumps(body))
         if result.returncode != 0:
             raise RenderError(f"--objects: {result.stderr.strip()}", 1)
 
@@ -433,22 +395,27 @@ def _without_hooks(text: str) -> tuple[str, list[str]]:
     return "".join("---\n" + json.dumps(body) + "\n" for body in kept), hooks
 
 
-def _up_real(state: StateDir, args: argparse.Namespace) -> int:
-    render_args = _render_args(args)
-    if render_args is None:
-        return _fail("give either a chart directory or --manifest FILE", 1)
+def _start(state: StateDir, args: argparse.Namespace, render_args: RenderArgs) -> int:
+    """Start the daemon (the control plane and the process kubelet), install the release, wait
+    until every pod is Ready; a failure stops everything and removes what this `up` wrote.
+
+    In a state dir a `down` kept, the control plane starts on its own data, the pods of the
+    release come back as after a power cut, and the release is upgraded with what is given now
+    (installed if it never was)."""
     before = set(os.listdir(state.root)) if state.root.is_dir() else None
+    kept = (state.root / "control-plane").is_dir()
     started = time.monotonic()
     try:
         bin_dir = _bin_dir(args)
-        extra = ["--cert-manager"] if _preflight(render_args, args) else []
+        text = source(render_args)
+        if not kept:
+            _preflight(text, render_args, args)
+        extra = ["--cert-manager"] if "apiVersion: cert-manager.io/" in text else []
         extra += [f"--storage-class={name}" for name in args.storage_class]
         extra += [f"--pod-security={args.pod_security}", f"--nodes={args.nodes}"]
         if bin_dir:
             extra += ["--bin-dir", bin_dir]
-        daemon = client.spawn_daemon(
-            state, args.namespace, args.subnet, module="etcd_chart.sandbox.cluster", extra=extra
-        )
+        daemon = client.spawn_daemon(state, args.namespace, args.subnet, extra=extra)
         client.wait_daemon(state, daemon, timeout=300)
         plane_ready = time.monotonic()
         client.request(
@@ -460,8 +427,11 @@ def _up_real(state: StateDir, args: argparse.Namespace) -> int:
                 "cluster_domain": cluster_domain(render_args),
             },
         )
+        if kept:
+            _preflight(text, render_args, args, live=state)
+        action = "upgrade" if kept and _installed(state, args.name, args.namespace) else "install"
         _create_objects(state, args.objects, args.namespace)
-        _install(state, "install", args, render_args)
+        _install(state, action, args, render_args)
         installed = time.monotonic()
         status = client.request(
             state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
@@ -506,12 +476,14 @@ def _helm_failed(state: StateDir, namespace: str, err: RenderError) -> RenderErr
     return RenderError(f"{err}\n{logs}" if logs else str(err), err.code)
 
 
-def _upgrade_real(state: StateDir, args: argparse.Namespace) -> int:
+def _upgrade(state: StateDir, args: argparse.Namespace) -> int:
+    if not client.running(state):
+        return _fail(f"no sandbox is running in {state.root}; use `up`", 2)
     render_args = _render_args(args)
     if render_args is None:
         return _fail("give either a chart directory or --manifest FILE", 1)
     try:
-        _preflight(render_args, args, live=state)
+        _preflight(source(render_args), render_args, args, live=state)
         _create_objects(state, args.objects, args.namespace)
         _install(state, "upgrade", args, render_args)
         status = client.request(
@@ -521,10 +493,6 @@ def _upgrade_real(state: StateDir, args: argparse.Namespace) -> int:
         return _fail(f"upgrade failed:\n{err}", err.code)
     print(_summary(status))
     return 0
-
-
-def _real(state: StateDir) -> bool:
-    return (read_json(state.status, {}) or {}).get("control_plane") == "real"
 
 
 def _up(state: StateDir, args: argparse.Namespace) -> int:
@@ -540,26 +508,9 @@ def _up(state: StateDir, args: argparse.Namespace) -> int:
         )
     if client.has_leftovers(state):
         client.stop(state)  # a daemon that died, or an `up` whose `down` never ran
-    if args.control_plane == "real":
-        return _up_real(state, args)
     render_args = _render_args(args)
     assert render_args is not None
-    before = set(os.listdir(state.root)) if state.root.is_dir() else None
-    try:
-        # helm template runs while the daemon starts; the post-renderer needs its fake API.
-        daemon = client.spawn_daemon(state, args.namespace, args.subnet)
-        try:
-            text = source(render_args)
-        finally:
-            client.wait_daemon(state, daemon)
-        status = _apply(state, args, "install", text)
-    except KeyboardInterrupt:
-        return _failed_up(state, before, None)
-    except (ControlError, RenderError) as err:
-        return _failed_up(state, before, err)
-    print(_summary(status))
-    print(f"status: {state.status}")
-    return 0
+    return _start(state, args, render_args)
 
 
 def _failed_up(
@@ -591,19 +542,6 @@ def _remove_new_files(state: StateDir, before: set[str] | None) -> str:
         else:
             path.unlink(missing_ok=True)
     return f" and removed what it added to {state.root}" if added else ""
-
-
-def _upgrade(state: StateDir, args: argparse.Namespace) -> int:
-    if not client.running(state):
-        return _fail(f"no sandbox is running in {state.root}; use `up`", 2)
-    if _real(state):
-        return _upgrade_real(state, args)
-    try:
-        status = _apply(state, args, "upgrade")
-    except (ControlError, RenderError) as err:
-        return _fail(f"upgrade failed:\n{err}", err.code)
-    print(_summary(status))
-    return 0
 
 
 def _logs(state: StateDir, args: argparse.Namespace) -> int:

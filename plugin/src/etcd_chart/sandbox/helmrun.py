@@ -70,8 +70,8 @@ def helm_command(
     Without `post_render`, as a chart-repository install or Argo CD would run it."""
     if not args.chart:
         raise RenderError(
-            "the sandbox installs a chart with helm: give a chart directory (--manifest is only "
-            "for the emulated control plane)",
+            "the sandbox installs a chart with helm: give a chart directory (a --manifest is "
+            "applied with kubectl instead)",
             1,
         )
     try:

@@ -2,7 +2,7 @@
 
 The /24 is derived from a hash of the state dir's path and taken only when no socket on this
 machine listens on any address in it (read from /proc/net/tcp), so two sandboxes never share one.
-`.1` is the fake Kubernetes API, pods get `.10` upwards and keep their address while they exist
+`.1` is the Kubernetes API server, pods get `.10` upwards and keep their address while they exist
 (a pod that comes back gets the same one, which makes logs easier to read; nothing relies on it).
 
 All pods share this machine's loopback interface, where the kernel would give every connection

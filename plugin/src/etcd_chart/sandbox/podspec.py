@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import json
 import math
 import os
 import re
@@ -987,11 +985,6 @@ def check_template(
                         "is not supported by the sandbox"
                     )
     return errors
-
-
-def template_hash(template: dict[str, Any]) -> str:
-    """A revision name for a pod template, like the StatefulSet controller's."""
-    return hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
 
 
 __all__ = [

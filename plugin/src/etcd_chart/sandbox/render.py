@@ -1,8 +1,8 @@
 """Rendering for the sandbox: `helm template`, then the post-renderer, as `helm install` does.
 
 The post-renderer runs as a subprocess (`python -m etcd_chart.cli post-render`) with
-`KUBECONFIG` pointing at the sandbox's fake API, so that on `upgrade` it sees the live
-StatefulSet and the cluster record exactly as it would see a real cluster.
+`KUBECONFIG` pointing at the sandbox's control plane, so that on `upgrade` it sees the live
+StatefulSet and the cluster record as on any cluster.
 """
 
 from __future__ import annotations
@@ -140,11 +140,6 @@ def post_render(text: str, kubeconfig: Path) -> str:
         code = result.returncode if result.returncode in (1, 2) else 2
         raise RenderError(f"post-render failed:\n{result.stderr.strip()}", code)
     return result.stdout
-
-
-def render(args: RenderArgs, kubeconfig: Path) -> str:
-    """The stream the sandbox runs: the chart (or --manifest) through the post-renderer."""
-    return post_render(source(args), kubeconfig)
 
 
 def source(args: RenderArgs) -> str:

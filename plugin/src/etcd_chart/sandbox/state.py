@@ -8,14 +8,14 @@ STATE/
   network.json          the /24 this state dir uses and each pod's address
   hosts                 the sandbox-wide hosts file, bind-mounted over /etc/hosts in every pod
   resolv.conf           bind-mounted over /etc/resolv.conf: no DNS server outside the sandbox
-  kubeconfig, api/      the fake Kubernetes API: kubeconfig, CA, token, persisted objects
-  release.json          the last applied manifest (objects and hooks)
+  kubeconfig            the control plane's admin kubeconfig, for helm and kubectl
+  control-plane/        its etcd data, PKI, kubeconfigs and logs (controlplane.py)
+  release.json          the release's name, namespace and cluster domain
   status.json           pods, addresses, client URLs, readiness, restarts, TLS client files
   mountpoints.json      container mount points the sandbox created on this machine
-  volumes/NS/CLAIM-POD  volumeClaimTemplate directories (kept by `down`, removed by `down --purge`)
+  volumes/PV            the local PersistentVolumes (kept by `down`, removed by `down --purge`)
   pods/NS/POD/          per-pod files: emptyDir, ConfigMap/Secret/projected volumes, launch specs
   logs/NS/POD/C.log     each container's output, appended across restarts
-  certs/                what the local cert-manager issued
 ```
 """
 
@@ -76,14 +76,12 @@ class StateDir:
             "hosts": "hosts",
             "resolv_conf": "resolv.conf",
             "kubeconfig": "kubeconfig",
-            "api_dir": "api",
             "release": "release.json",
             "status": "status.json",
             "mountpoints": "mountpoints.json",
             "volumes": "volumes",
             "pods": "pods",
             "logs": "logs",
-            "certs": "certs",
         }
         if name in files:
             return self.root / files[name]
@@ -91,19 +89,8 @@ class StateDir:
 
     def is_sandbox(self) -> bool:
         """Whether the directory holds a sandbox's state (a daemon ever ran here)."""
-        marks = ("daemon.log", "network.json", "processes.json", "kubeconfig", "api", "volumes")
+        marks = ("daemon.log", "network.json", "processes.json", "kubeconfig", "control-plane")
         return self.root.is_dir() and any((self.root / mark).exists() for mark in marks)
-
-    @property
-    def api_state(self) -> Path:
-        return self.root / "api" / "objects.json"
-
-    @property
-    def api_token(self) -> Path:
-        return self.root / "api" / "token"
-
-    def claim_dir(self, namespace: str, claim: str) -> Path:
-        return self.root / "volumes" / namespace / claim
 
     def pod_dir(self, namespace: str, pod: str) -> Path:
         return self.root / "pods" / namespace / pod

@@ -3,7 +3,8 @@
 The wheel is built from plugin/ (`pip wheel`), installed into a fresh virtual environment under
 tmp_path (no editable install, no repository on sys.path), and every command runs from a
 directory that holds only the user's own files: a values file and a copy of the chart.
-The tools a user installs next to the package (helm, etcd) come from a bin directory of their own.
+The tools a user installs next to the package (helm, kubectl, etcd, the Kubernetes control plane)
+come from a bin directory of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from etcd_chart.helm import find_tool
+from etcd_chart.sandbox.controlplane import find_binaries
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -76,8 +78,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     helm = find_tool("helm4")
     (tools / "helm").symlink_to(helm)
     (tools / "helm4").symlink_to(helm)  # the sandbox's name for it (README: what it needs)
-    for name in ("etcd", "etcdctl", "etcdutl"):
+    for name in ("etcd", "etcdctl", "etcdutl", "kubectl"):
         (tools / name).symlink_to(find_tool(name))
+    # The control plane the sandbox starts, as a user puts it on PATH (README: what it needs).
+    plane = find_binaries(find_tool("etcd"))
+    for program in (plane.apiserver, plane.controller_manager, plane.scheduler):
+        (tools / Path(program).name).symlink_to(program)
     workdir = root / "work"
     workdir.mkdir()
     (root / "home").mkdir()

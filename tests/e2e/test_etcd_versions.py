@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
+from etcd_chart.sandbox.controlplane import find_binaries
 from etcd_versions import etcd_program, etcd_release
 from membership import server_version
 from strays import subnet_of
@@ -101,12 +102,16 @@ def test_a_bin_dir_that_does_not_exist_is_refused(
 def test_the_bin_dir_alone_can_supply_the_binaries(
     tmp_path: Path, chart_dir: Path, sandbox_cli: CLI, no_strays: NoStrays
 ) -> None:
-    """No cache and no etcd on PATH: only --bin-dir has etcd 3.6, and the pod runs it."""
+    """No cache and no etcd on PATH: only --bin-dir has etcd 3.6 (and the control plane's
+    programs, as envtest's asset directory does), and the pod runs it."""
     six = etcd_release("3.6")
     bin_dir = tmp_path / "bin"
     (bin_dir / f"v{six}").mkdir(parents=True)
     for program in ("etcd", "etcdctl", "etcdutl"):
         (bin_dir / f"v{six}" / program).symlink_to(etcd_program(six, program))
+    plane = find_binaries(etcd_program(six, "etcd"))
+    for program in (plane.apiserver, plane.controller_manager, plane.scheduler):
+        (bin_dir / Path(program).name).symlink_to(program)
     helm_only = tmp_path / "helm-only"
     helm_only.mkdir()
     (helm_only / "helm4").symlink_to(find_tool("helm4"))

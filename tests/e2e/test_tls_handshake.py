@@ -1,15 +1,17 @@
-"""Certificates from the local cert-manager secure a real etcd: mutual TLS holds.
+"""Certificates from cert-manager secure a real etcd: mutual TLS holds.
 
 The objects are what the chart renders for `tls.enabled` (a self-signed Issuer signs a CA
 Certificate, a CA Issuer made from it signs the server, peer and client Certificates), checked
-against cert-manager's CRD schemas and issued by `etcd_chart.certmanager`. A second, unrelated
-chain stands for an intruder. One etcd process serves clients on 127.0.0.1 with
-`client-cert-auth`; `etcdctl` shows who gets in. Each refusal is also found, with its reason, in
-etcd's own log, so a test cannot pass because etcd was merely unreachable.
+against cert-manager's CRD schemas and issued by the real cert-manager of the `control_plane`
+fixture, each chain in a namespace of its own. A second, unrelated chain stands for an
+intruder. One etcd process serves clients on 127.0.0.1 with `client-cert-auth`; `etcdctl` shows
+who gets in. Each refusal is also found, with its reason, in etcd's own log, so a test cannot
+pass because etcd was merely unreachable.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
@@ -25,12 +27,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from etcd_chart.certmanager import issue_certificates
+from etcd_chart.sandbox.controlplane import ControlPlane
+from realapi import apply, delete_namespace, kubectl, new_namespace
 
 # Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("test_tls_handshake")]
 
-NAMESPACE = "tls-e2e"
 RELEASE = "etcd"
 MAX_MEMBERS = 3
 DIAL = ("--dial-timeout=1s", "--command-timeout=2s")
@@ -135,33 +137,49 @@ def validate_against_crds(objects: list[dict[str, Any]], shared_dir: Path) -> No
         assert errors == [], f"{obj['kind']}/{obj['metadata']['name']}: {errors}"
 
 
-def write_secrets(
-    secrets: dict[tuple[str, str], dict[str, bytes]], namespace: str, fullname: str, into: Path
-) -> None:
+def issued(plane: ControlPlane, namespace: str, name: str, timeout: float = 90) -> dict[str, bytes]:
+    """The data of Secret `name` once cert-manager has written the certificate into it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = kubectl(plane, "-n", namespace, "get", "secrets", "-o", "json")
+        for item in json.loads(found)["items"]:
+            data = item.get("data") or {}
+            if item["metadata"]["name"] == name and {"tls.crt", "tls.key", "ca.crt"} <= set(data):
+                return {key: base64.b64decode(value) for key, value in data.items()}
+        if time.monotonic() > deadline:
+            certificates = kubectl(plane, "-n", namespace, "get", "certificates", "-o", "yaml")
+            pytest.fail(f"cert-manager did not issue {namespace}/{name}:\n{certificates}")
+        time.sleep(0.5)
+
+
+def write_secrets(plane: ControlPlane, namespace: str, fullname: str, into: Path) -> None:
     """The Secrets as the pods mount them: /etc/etcd/tls/{server,peer,client}/{tls.crt,...}."""
     for role in ("server", "peer", "client"):
         directory = into / role
         directory.mkdir(parents=True)
-        for key, value in secrets[(namespace, f"{fullname}-{role}-tls")].items():
+        for key, value in issued(plane, namespace, f"{fullname}-{role}-tls").items():
             (directory / key).write_bytes(value)
             (directory / key).chmod(0o600)
 
 
 @pytest.fixture(scope="module")
-def tls_dir(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+def tls_dir(
+    tmp_path_factory: pytest.TempPathFactory, shared_dir: Path, control_plane: ControlPlane
+) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("tls")
-    ours = chart_like_objects(NAMESPACE, RELEASE)
-    theirs = chart_like_objects("intruder", RELEASE)  # same names, unrelated CA
-    validate_against_crds(ours + theirs, shared_dir)
-    secrets = issue_certificates(ours + theirs, root / "store")
-    assert sorted(secrets) == sorted(
-        (namespace, f"{RELEASE}-{name}")
-        for namespace in (NAMESPACE, "intruder")
-        for name in ("ca", "server-tls", "peer-tls", "client-tls")
-    )
-    write_secrets(secrets, NAMESPACE, RELEASE, root / "tls")
-    write_secrets(secrets, "intruder", RELEASE, root / "intruder")
-    return root
+    ours, theirs = new_namespace(control_plane, "tls"), new_namespace(control_plane, "intruder")
+    try:
+        # Same names in both, each chain from its own self-signed CA.
+        for namespace in (ours, theirs):
+            objects = chart_like_objects(namespace, RELEASE)
+            validate_against_crds(objects, shared_dir)
+            apply(control_plane, namespace, objects)
+        write_secrets(control_plane, ours, RELEASE, root / "tls")
+        write_secrets(control_plane, theirs, RELEASE, root / "intruder")
+        yield root
+    finally:
+        for namespace in (ours, theirs):
+            delete_namespace(control_plane, namespace)
 
 
 def free_ports(count: int) -> list[int]:

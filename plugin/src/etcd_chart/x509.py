@@ -1,7 +1,8 @@
-"""X.509 helpers over `cryptography`, shared by `etcd-chart pki` and the local cert-manager.
+"""X.509 helpers over `cryptography`, shared by `etcd-chart pki`, the post-renderer's checks of
+TLS Secrets and the sandbox control plane's own PKI.
 
 Keys of a chosen algorithm and size, certificates (self-signed or signed by a CA) with DNS and
-IP names, key usages and a lifetime, PEM in and out, and the checks both callers need: does a
+IP names, key usages and a lifetime, PEM in and out, and the checks the callers need: does a
 key belong to a certificate, was a certificate issued by a CA, which requested names does it
 not cover. Usage names are cert-manager's (`server auth`, `digital signature`, ...).
 """

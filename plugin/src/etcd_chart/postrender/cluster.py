@@ -164,13 +164,20 @@ def resolve(kubeconfig: str | None, context: str | None = None) -> Target | None
 
 
 # kind -> the API path of its collection. Paths rather than the client's generated API classes:
-# importing CoreV1Api and AppsV1Api costs seconds, and only four GETs are needed.
+# importing CoreV1Api and AppsV1Api costs seconds, and only a few GETs are needed.
 _COLLECTIONS = {
     "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
     "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
     "Service": "/api/v1/namespaces/{namespace}/services",
     "Secret": "/api/v1/namespaces/{namespace}/secrets",
+    "Issuer": "/apis/cert-manager.io/v1/namespaces/{namespace}/issuers",
+    "ClusterIssuer": "/apis/cert-manager.io/v1/clusterissuers",
 }
+
+
+class Forbidden(ClusterUnavailable):
+    """The credentials may not read this object (HTTP 403): a check that can do without it
+    catches this; everywhere else it is a ClusterUnavailable like any failed read."""
 
 
 class Cluster:
@@ -246,7 +253,8 @@ class Cluster:
             reason = response.reason or ""
             with contextlib.suppress(ValueError, AttributeError):
                 reason = json.loads(raw or b"{}").get("message") or reason
-            raise ClusterUnavailable(
+            failure = Forbidden if response.status == 403 else ClusterUnavailable
+            raise failure(
                 f"reading {kind} {namespace}/{name} from {self.where} failed: "
                 f"HTTP {response.status} {reason}"
             )

@@ -147,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         outcome = post_render(text, options, live)
         if live is not None:
             notice = f"{PREFIX}: read the cluster at {live.describe()}\n"
+            notice += "".join(f"{PREFIX}: {note}\n" for note in outcome.notes)
     except cluster_module.ClusterUnavailable as err:
         emit(f"{PREFIX}: {err} ({err.fix})\n")
         return 2

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from etcd_chart.postrender import checks, fieldtypes, peers, preflight, state, stream
+from etcd_chart.postrender import checks, fieldtypes, issuers, peers, preflight, state, stream
 from etcd_chart.postrender.members import (
     STATE_ANNOTATION,
     Lookup,
@@ -45,6 +45,8 @@ class Outcome:
     members: list[MemberSet] = field(default_factory=list)
     # What was decided for each member set, for tests and summaries: name -> (state, reason).
     decisions: dict[str, tuple[str | None, str]] = field(default_factory=dict)
+    # What the live checks could not look at, one line each (said, not an error).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -170,6 +172,8 @@ def post_render(text: str, options: Options, cluster: LiveCluster | None = None)
         if touched:
             settings.finish()
             changed.update(document.index for document in settings.documents())
+    if cluster is not None:
+        issuers.check(documents, namespace, cluster, report, outcome.notes)
     if report:
         return outcome
     outcome.output = stream.render(documents, changed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,36 @@ def helm_env(state: StateDir, major: int) -> dict[str, str]:
     }
 
 
-def _post_renderer(helm: str, major: int, env: dict[str, str]) -> str:
+PLUGIN_YAML = """apiVersion: v1
+type: postrenderer/v1
+name: etcd-chart
+version: 0.1.0
+runtime: subprocess
+runtimeConfig:
+  platformCommand:
+    - command: ${HELM_PLUGIN_DIR}/bin/etcd-post-render
+"""
+
+
+def plugin_source(state: StateDir) -> Path:
+    """The plugin directory to install: the checkout's `plugin/`, or, for a package installed
+    with pip (which has no such directory), one written into the state dir whose command runs
+    this interpreter's `etcd-chart post-render`."""
+    if (PLUGIN_DIR / "plugin.yaml").is_file() and POST_RENDER_EXECUTABLE.is_file():
+        return PLUGIN_DIR
+    written = state.root / "helm" / "plugin"
+    (written / "bin").mkdir(parents=True, exist_ok=True)
+    (written / "plugin.yaml").write_text(PLUGIN_YAML)
+    command = written / "bin" / "etcd-post-render"
+    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m etcd_chart.cli post-render "$@"\n')
+    command.chmod(0o755)
+    return written
+
+
+def _post_renderer(state: StateDir, helm: str, major: int, env: dict[str, str]) -> str:
+    source = plugin_source(state)
     if major < 4:
-        return str(POST_RENDER_EXECUTABLE)
+        return str(source / "bin" / "etcd-post-render")
     # helm 4 names the installed plugin after the source directory (`plugin`), so look inside.
     installed = any(
         "name: etcd-chart" in path.read_text(errors="replace")
@@ -47,7 +75,7 @@ def _post_renderer(helm: str, major: int, env: dict[str, str]) -> str:
     )
     if not installed:
         result = subprocess.run(  # noqa: S603
-            [helm, "plugin", "install", str(PLUGIN_DIR)],
+            [helm, "plugin", "install", str(source)],
             capture_output=True,
             text=True,
             env=env,
@@ -56,7 +84,7 @@ def _post_renderer(helm: str, major: int, env: dict[str, str]) -> str:
         )
         if result.returncode != 0:
             raise RenderError(
-                f"installing the post-renderer plugin ({PLUGIN_DIR}) into the sandbox's Helm "
+                f"installing the post-renderer plugin ({source}) into the sandbox's Helm "
                 f"home failed:\n{result.stderr.strip()}",
                 2,
             )
@@ -93,7 +121,7 @@ def helm_command(
         *(
             [
                 "--post-renderer",
-                _post_renderer(helm, major, env),
+                _post_renderer(state, helm, major, env),
                 "--post-renderer-args",
                 f"--kubeconfig={kubeconfig}",
             ]
@@ -112,17 +140,24 @@ def run_helm(
     """Run helm; returns its output, raises RenderError with Helm's message on failure."""
     command = helm_command(state, action, args, timeout, post_render)
     major = helm_major(command[0])
+    # Helm 4 drops a post-renderer plugin's stderr: its messages come back through this file.
+    messages = state.root / "helm" / "post-render-messages"
+    messages.parent.mkdir(parents=True, exist_ok=True)
+    messages.unlink(missing_ok=True)
     result = subprocess.run(  # noqa: S603
         command,
         capture_output=True,
         text=True,
-        env=helm_env(state, major),
+        env={**helm_env(state, major), "ETCD_CHART_ERROR_FILE": str(messages)},
         check=False,
         timeout=timeout + 60,
     )
     if result.returncode != 0:
         shown = " ".join(command[:4])
-        raise RenderError(f"{shown} failed:\n{result.stderr.strip()}", 1)
+        said = messages.read_text(errors="replace").strip() if messages.exists() else ""
+        said = "\n".join(line for line in said.splitlines() if line not in result.stderr)
+        told = f"{result.stderr.strip()}\n{said}" if said else result.stderr.strip()
+        raise RenderError(f"{shown} failed:\n{told}", 1)
     return result.stdout
 
 

@@ -201,8 +201,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ include "etcd.versionLabels" . }}
 {{- end -}}
 
+{{/*
+The member pod template carries no chart or app version: a label that changes with every chart
+release would restart every member for changes that do not touch etcd (a new image does).
+*/}}
 {{- define "etcd.memberLabels" -}}
-{{ include "etcd.labels" . }}
+{{ include "etcd.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 app.kubernetes.io/component: member
 {{- end -}}
 
@@ -381,12 +389,12 @@ appear in a ConfigMap.
 {{- toPrettyJson (dict "users" $users "roles" $roles) -}}
 {{- end -}}
 
+{{/*
+What etcd runs with: a change restarts the members. Users and roles (auth.json) are not part of
+it: the member agent applies them at run time when the mounted file changes.
+*/}}
 {{- define "etcd.configChecksum" -}}
-{{- $auth := "" -}}
-{{- if .Values.auth.rbac.enabled -}}
-{{- $auth = include "etcd.authFile" . -}}
-{{- end -}}
-{{- printf "%s\n%s" (include "etcd.configBase" .) $auth | sha256sum -}}
+{{- include "etcd.configBase" . | sha256sum -}}
 {{- end -}}
 
 {{/*

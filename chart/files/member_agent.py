@@ -29,6 +29,7 @@ import base64
 import concurrent.futures
 import dataclasses
 import datetime
+import hashlib
 import http.client
 import ipaddress
 import json
@@ -1304,6 +1305,30 @@ def load_auth_spec(path: str) -> AuthSpec | None:
     return parse_auth_spec(data, path)
 
 
+def auth_fingerprint(auth_file: str, spec: AuthSpec, root_password_file: str) -> str:
+    """What the applied auth depends on: auth.json and every password file. The pods are not
+    restarted when users or roles change (the kubelet updates the mounted files), so a changed
+    fingerprint is how the agent learns that there is something to apply."""
+    digest = hashlib.sha256()
+    for path in (auth_file, root_password_file, *(user.password_file for user in spec.users)):
+        try:
+            with open(path, "rb") as handle:
+                digest.update(handle.read())
+        except OSError as err:
+            digest.update(f"unreadable: {err.strerror}".encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def own_code() -> bytes:
+    """This program's source as it is now on disk (the agent ConfigMap's mounted file)."""
+    try:
+        with open(os.path.abspath(__file__), "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
 def apply_auth(client: EtcdClient, endpoint: str, spec: AuthSpec, root_password_file: str) -> str:
     """Create root, the roles and the users, grant, then enable auth. Idempotent."""
 
@@ -1358,7 +1383,7 @@ class WatchState:
     voter: bool = False
     record: bool = False
     record_said: str = ""
-    auth: bool = False
+    auth_applied: str = ""  # auth_fingerprint() of what was last applied
     absent_since: float | None = None
     pod_deleted: bool = False
     rejoin_after: float = 0.0
@@ -1482,7 +1507,6 @@ def watch_step(
     kube: KubeClient,
     own: tuple[str, tuple[str, ...], str],
     endpoints: list[str],
-    spec: AuthSpec | None,
     state: WatchState,
     log: Log,
 ) -> bool:
@@ -1526,13 +1550,18 @@ def watch_step(
             log(f"{seen} member=voter -> {did}")
         state.record_said = did
     state.record = True
-    if spec is not None and not state.auth:
-        try:
-            done = apply_auth(client, cluster.endpoint, spec, settings.root_password_file)
-        except EtcdError as err:
-            raise Retry(f"{seen} -> auth.json not applied yet: {err}") from None
-        log(f"{seen} member=voter -> {done}")
-        state.auth = True
+    # Every pass: users, roles and passwords change at run time, without a restart.
+    spec = load_auth_spec(settings.auth_file)
+    if spec is not None:
+        fingerprint = auth_fingerprint(settings.auth_file, spec, settings.root_password_file)
+        if fingerprint != state.auth_applied:
+            try:
+                done = apply_auth(client, cluster.endpoint, spec, settings.root_password_file)
+            except EtcdError as err:
+                raise Retry(f"{seen} -> auth.json not applied yet: {err}") from None
+            changed = " (auth.json or a password changed)" if state.auth_applied else ""
+            log(f"{seen} member=voter -> {done}{changed}")
+            state.auth_applied = fingerprint
     return True
 
 
@@ -1570,7 +1599,8 @@ def run_watch(
         endpoints += [settings.client_url(url) for _, url in bootstrap]
     endpoints += sibling_endpoints(settings)
     endpoints = list(dict.fromkeys(endpoints))
-    spec = load_auth_spec(settings.auth_file)
+    load_auth_spec(settings.auth_file)  # a broken file is an error now, not after the first pass
+    code = own_code()
     client = EtcdClient(tls_context(settings), settings.root_password_file)
     kube = KubeClient(env)
     state = WatchState(rejoin_after=rejoin_after)
@@ -1578,7 +1608,7 @@ def run_watch(
     while True:
         try:
             done = watch_step(
-                settings, client, kube, (name, peer_urls, token), endpoints, spec, state, log
+                settings, client, kube, (name, peer_urls, token), endpoints, state, log
             )
         except Retry as err:
             done = False
@@ -1599,6 +1629,11 @@ def run_watch(
         backoff.reset()
         if done and once:
             return 0
+        if not once and own_code() not in (code, b""):
+            # An upgrade changed the agent: run the new one in this container, leaving etcd (the
+            # other container) running. The pods are not restarted for agent changes.
+            log("the agent's code changed (agent ConfigMap updated) -> restarting the agent")
+            os.execv(sys.executable, [sys.executable, *sys.argv])
         time.sleep(interval if done else 0.2)
 
 

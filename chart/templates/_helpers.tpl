@@ -84,7 +84,16 @@ maxUnavailable is 0 (blocking drains, allowed explicitly). With 1 or 2 members n
 quorum through a drain. */}}
 {{- define "etcd.pdbRendered" -}}
 {{- $replicas := int .Values.replicas -}}
-{{- if and .Values.pdb.enabled (or (ge $replicas 3) (and (eq $replicas 2) (eq (int .Values.pdb.maxUnavailable) 0))) }}true{{ end -}}
+{{- if and .Values.pdb.enabled (or (ge $replicas 3) (and (eq $replicas 2) (eq (include "etcd.pdbMaxUnavailable" . | int) 0))) }}true{{ end -}}
+{{- end -}}
+
+{{/* Members the budget lets go at once: pdb.maxUnavailable, or replicas - pdb.minAvailable. */}}
+{{- define "etcd.pdbMaxUnavailable" -}}
+{{- if kindIs "invalid" .Values.pdb.minAvailable -}}
+{{- int .Values.pdb.maxUnavailable -}}
+{{- else -}}
+{{- max 0 (sub (int .Values.replicas) (int .Values.pdb.minAvailable)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
@@ -178,6 +187,26 @@ peers (any address when the list is empty). */}}
 {{- end -}}
 
 {{/*
+An object's `annotations:` block, called with (list $ own): commonAnnotations and the object's own
+(its keys win), or nothing when both are empty.
+*/}}
+{{- define "etcd.annotations" -}}
+{{- $own := default (dict) (index . 1) -}}
+{{- $common := default (dict) (index . 0).Values.commonAnnotations -}}
+{{- with merge (deepCopy $own) (deepCopy $common) -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/* commonAnnotations as lines of an annotations block that a template writes itself. */}}
+{{- define "etcd.commonAnnotationLines" -}}
+{{- with .Values.commonAnnotations -}}
+{{- toYaml . -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Labels. Selector labels never carry the version (selectors cannot change); the member pods add
 the component. Other pods the chart runs (hook, web UI) use a different app.kubernetes.io/name so
 that no selector of the member set ever matches them.
@@ -201,8 +230,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{ include "etcd.versionLabels" . }}
 {{- end -}}
 
+{{/*
+The member pod template carries no chart or app version: a label that changes with every chart
+release would restart every member for changes that do not touch etcd (a new image does).
+*/}}
 {{- define "etcd.memberLabels" -}}
-{{ include "etcd.labels" . }}
+{{ include "etcd.selectorLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
 app.kubernetes.io/component: member
 {{- end -}}
 
@@ -228,12 +265,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: webui
 {{- end -}}
 
-{{/* `repository:tag`, or `repository@digest` when a digest pins the image. */}}
+{{/*
+`repository:tag`, or `repository@digest` when a digest pins the image; called with (list $ image).
+global.imageRegistry replaces the repository's registry host (its first part when that has a dot
+or a port, or is localhost; Docker Hub names have none) or goes in front of a name without one.
+*/}}
 {{- define "etcd.imageRef" -}}
-{{- if .digest -}}
-{{- printf "%s@%s" .repository .digest -}}
+{{- $image := index . 1 -}}
+{{- $repository := $image.repository -}}
+{{- with (index . 0).Values.global.imageRegistry -}}
+{{- $parts := splitList "/" $repository -}}
+{{- $first := first $parts -}}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $repository = join "/" (rest $parts) -}}
+{{- end -}}
+{{- $repository = printf "%s/%s" (trimSuffix "/" .) $repository -}}
+{{- end -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" .repository (toString .tag) -}}
+{{- printf "%s:%s" $repository (toString $image.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -381,12 +432,12 @@ appear in a ConfigMap.
 {{- toPrettyJson (dict "users" $users "roles" $roles) -}}
 {{- end -}}
 
+{{/*
+What etcd runs with: a change restarts the members. Users and roles (auth.json) are not part of
+it: the member agent applies them at run time when the mounted file changes.
+*/}}
 {{- define "etcd.configChecksum" -}}
-{{- $auth := "" -}}
-{{- if .Values.auth.rbac.enabled -}}
-{{- $auth = include "etcd.authFile" . -}}
-{{- end -}}
-{{- printf "%s\n%s" (include "etcd.configBase" .) $auth | sha256sum -}}
+{{- include "etcd.configBase" . | sha256sum -}}
 {{- end -}}
 
 {{/*
@@ -561,18 +612,31 @@ value and the fix.
 {{- else if and (eq (mod $replicas 2) 0) (not $v.allowEvenReplicas) -}}
 {{- $errors = append $errors (printf "replicas: %d is even; it tolerates no more failures than %d and needs a larger quorum. Use %d or %d, or set allowEvenReplicas=true." $replicas (sub $replicas 1) (sub $replicas 1) (add $replicas 1)) -}}
 {{- end -}}
-{{- if and $v.pdb.enabled (gt $replicas 1) -}}
+{{- $hasMax := not (kindIs "invalid" $v.pdb.maxUnavailable) -}}
+{{- $hasMin := not (kindIs "invalid" $v.pdb.minAvailable) -}}
+{{- if and $v.pdb.enabled $hasMax $hasMin -}}
+{{- $errors = append $errors "pdb.minAvailable: set together with pdb.maxUnavailable, and a PodDisruptionBudget takes one of them. Set pdb.maxUnavailable=null to use pdb.minAvailable, or remove pdb.minAvailable." -}}
+{{- else if and $v.pdb.enabled (not $hasMax) (not $hasMin) -}}
+{{- $errors = append $errors "pdb.maxUnavailable: null and pdb.minAvailable is unset, so the budget would say nothing. Set pdb.maxUnavailable (1 is the default) or pdb.minAvailable, or set pdb.enabled=false." -}}
+{{- else if and $v.pdb.enabled $hasMin (gt (int $v.pdb.minAvailable) $replicas) -}}
+{{- $errors = append $errors (printf "pdb.minAvailable: %d is more than the %d members, so no member could ever be evicted and every drain would wait forever. Set it to at most %d (a quorum is %d)." (int $v.pdb.minAvailable) $replicas $replicas (add (div $replicas 2) 1)) -}}
+{{- else if and $v.pdb.enabled (gt $replicas 1) -}}
 {{- $safe := div (sub $replicas 1) 2 -}}
-{{- $maxUnavailable := int $v.pdb.maxUnavailable -}}
+{{- $maxUnavailable := include "etcd.pdbMaxUnavailable" . | int -}}
+{{- $quorum := add (div $replicas 2) 1 -}}
 {{- if and (gt $replicas 2) (gt $maxUnavailable $safe) -}}
+{{- if $hasMin -}}
+{{- $errors = append $errors (printf "pdb.minAvailable: %d lets %d members down at once, which would break the quorum of %d members; a quorum is (replicas/2)+1 = %d. Raise pdb.minAvailable to %d." (int $v.pdb.minAvailable) $maxUnavailable $replicas $quorum $quorum) -}}
+{{- else -}}
 {{- $errors = append $errors (printf "pdb.maxUnavailable: %d members down would break the quorum of %d members; at most (replicas-1)/2 = %d. Lower pdb.maxUnavailable to %d." $maxUnavailable $replicas $safe $safe) -}}
 {{- end -}}
+{{- end -}}
 {{- if and (eq $maxUnavailable 0) (not $v.pdb.allowBlockingDrains) -}}
-{{- $fix := "Set pdb.maxUnavailable to 1, or set pdb.allowBlockingDrains=true if drains should wait for you." -}}
+{{- $fix := printf "Set %s, or set pdb.allowBlockingDrains=true if drains should wait for you." (ternary (printf "pdb.minAvailable to %d" $quorum) "pdb.maxUnavailable to 1" $hasMin) -}}
 {{- if eq $replicas 2 -}}
 {{- $fix = "With 2 members no budget keeps a quorum through a drain: leave pdb.maxUnavailable at 1 (no budget is rendered; a drain stops writes until the member is back), run 3 members, or set pdb.allowBlockingDrains=true if drains should wait for you." -}}
 {{- end -}}
-{{- $errors = append $errors (printf "pdb.maxUnavailable: 0 lets no member be evicted, so every node drain (kubectl drain, node upgrades, the cluster autoscaler) on a node running a member waits until someone moves the member by hand. %s" $fix) -}}
+{{- $errors = append $errors (printf "%s: %s lets no member be evicted, so every node drain (kubectl drain, node upgrades, the cluster autoscaler) on a node running a member waits until someone moves the member by hand. %s" (ternary "pdb.minAvailable" "pdb.maxUnavailable" $hasMin) (ternary (printf "%d (every member)" (int $v.pdb.minAvailable)) "0" $hasMin) $fix) -}}
 {{- end -}}
 {{- end -}}
 {{- if and $v.tls.enabled (lt (int $v.tls.maxMembers) $replicas) -}}
@@ -711,7 +775,101 @@ value and the fix.
 {{- $errors = append $errors (printf "persistence.size: %s is too small for config.quotaBackendBytes %d (%s): the database grows up to the quota, a defragmentation or a snapshot sent by the leader writes a second copy beside it, and the WAL and snapshot files need room too, so a data claim needs twice the quota plus 1 GiB (%s). Raise persistence.size to at least %dGi, or lower config.quotaBackendBytes." (toString $v.persistence.size) (int64 $v.config.quotaBackendBytes) (include "etcd.gib" (include "etcd.quotaBytes" .)) (include "etcd.gib" $need) (int64 (ceil (divf $need 1073741824)))) -}}
 {{- end -}}
 {{- end -}}
+{{- /* The escape hatches (extra env, volumes, containers, annotations, objects) add to the member
+pods and the release; they never take over what the chart and its member agent own. */ -}}
+{{- $chartEnv := list "POD_NAME" "ETCDCTL_ENDPOINTS" "ETCDCTL_CACERT" "ETCDCTL_CERT" "ETCDCTL_KEY" -}}
+{{- $envNames := list -}}
+{{- range $i, $var := $v.extraEnvVars -}}
+{{- $name := toString $var.name -}}
+{{- if hasPrefix "ETCD_" $name -}}
+{{- $errors = append $errors (printf "extraEnvVars[%d].name: %s; etcd runs with --config-file and ignores ETCD_* variables. Set the option in config, extraConfig or extraFlags instead." $i $name) -}}
+{{- else if has $name $chartEnv -}}
+{{- $errors = append $errors (printf "extraEnvVars[%d].name: %s is set by the chart (the pod's name, etcdctl's endpoint and certificates), so the container would carry it twice. Remove it." $i $name) -}}
+{{- else if has $name $envNames -}}
+{{- $errors = append $errors (printf "extraEnvVars[%d].name: %s is declared twice. Keep one entry." $i $name) -}}
+{{- end -}}
+{{- $envNames = append $envNames $name -}}
+{{- end -}}
+{{- $chartVolumes := list "data" "wal" "runtime" "config" "agent" "kube-api-access" "jwt" -}}
+{{- $volumeNames := list -}}
+{{- range $i, $volume := $v.extraVolumes -}}
+{{- $name := toString $volume.name -}}
+{{- if or (has $name $chartVolumes) (hasPrefix "tls-" $name) (hasPrefix "auth-" $name) -}}
+{{- $errors = append $errors (printf "extraVolumes[%d].name: %s is a volume name the chart uses (data, wal, runtime, config, agent, kube-api-access, jwt, tls-*, auth-*). Give yours another name." $i $name) -}}
+{{- else if has $name $volumeNames -}}
+{{- $errors = append $errors (printf "extraVolumes[%d].name: %s is declared twice. Keep one entry." $i $name) -}}
+{{- end -}}
+{{- $volumeNames = append $volumeNames $name -}}
+{{- end -}}
+{{- $chartPaths := list "/var/lib/etcd" "/var/lib/etcd-wal" "/var/run/etcd" "/etc/etcd" -}}
+{{- range $i, $mount := $v.extraVolumeMounts -}}
+{{- $path := trimSuffix "/" (toString $mount.mountPath) -}}
+{{- if not (has (toString $mount.name) $volumeNames) -}}
+{{- $errors = append $errors (printf "extraVolumeMounts[%d].name: %s is not one of extraVolumes. Add the volume to extraVolumes, or mount one that is there." $i (toString $mount.name)) -}}
+{{- end -}}
+{{- range $owned := $chartPaths -}}
+{{- if or (eq $path $owned) (hasPrefix (printf "%s/" $owned) $path) -}}
+{{- $errors = append $errors (printf "extraVolumeMounts[%d].mountPath: %s is at or under %s, which the chart mounts for etcd. Mount it elsewhere." $i (toString $mount.mountPath) $owned) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $chartPorts := list (int $v.ports.client) (int $v.ports.peer) (int $v.ports.metrics) -}}
+{{- $containerNames := list "etcd" "prepare" "member-agent" -}}
+{{- range $field := list "initContainers" "sidecars" -}}
+{{- range $i, $container := index $v $field -}}
+{{- $name := toString $container.name -}}
+{{- if has $name (list "etcd" "prepare" "member-agent") -}}
+{{- $errors = append $errors (printf "%s[%d].name: %s is a container of the chart. Give yours another name." $field $i $name) -}}
+{{- else if has $name $containerNames -}}
+{{- $errors = append $errors (printf "%s[%d].name: %s is declared twice (sidecars and initContainers share the pod's names). Keep one." $field $i $name) -}}
+{{- end -}}
+{{- $containerNames = append $containerNames $name -}}
+{{- range $port := $container.ports -}}
+{{- if has (int $port.containerPort) $chartPorts -}}
+{{- $errors = append $errors (printf "%s[%d].ports: %d is one of etcd's ports (client %d, peer %d, metrics %d) and the pod's containers share one network. Use another port." $field $i (int $port.containerPort) (int $v.ports.client) (int $v.ports.peer) (int $v.ports.metrics)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $_ := $v.commonAnnotations -}}
+{{- range $prefix := list "helm.sh/" "argocd.argoproj.io/" "etcd-chart/" -}}
+{{- if hasPrefix $prefix $key -}}
+{{- $errors = append $errors (printf "commonAnnotations.%s: keys under %s are the chart's (its hooks and StatefulSet set them) and would apply to every object. Remove it; annotate single objects through their own values (service.annotations, podAnnotations, ...)." $key $prefix) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $key, $_ := $v.serviceAccount.labels -}}
+{{- $chartLabels := list "app.kubernetes.io/name" "app.kubernetes.io/instance" "app.kubernetes.io/version" "app.kubernetes.io/managed-by" "helm.sh/chart" -}}
+{{- if or (has $key $chartLabels) (hasKey (default (dict) $v.commonLabels) $key) -}}
+{{- $errors = append $errors (printf "serviceAccount.labels.%s: the chart or commonLabels already sets this label on the ServiceAccount, so it would carry the key twice. Use a key of your own." $key) -}}
+{{- end -}}
+{{- end -}}
+{{- if eq $v.service.clusterIP "None" -}}
+{{- $errors = append $errors "service.clusterIP: None would make the client Service headless; the headless Service (F-headless) already names each member. Leave it empty, or give a fixed address." -}}
+{{- end -}}
+{{- if and $v.service.loadBalancerClass (ne $v.service.type "LoadBalancer") -}}
+{{- $errors = append $errors (printf "service.loadBalancerClass: only a LoadBalancer Service has one, service.type is %s. Remove it or set service.type=LoadBalancer." $v.service.type) -}}
+{{- end -}}
+{{- range $i, $item := $v.extraDeploy -}}
+{{- $object := $item -}}
+{{- if kindIs "string" $item -}}
+{{- $object = tpl $item $ | fromYaml -}}
+{{- end -}}
+{{- if hasKey $object "Error" -}}
+{{- $errors = append $errors (printf "extraDeploy[%d]: not a YAML object after tpl (%s). Give one object per entry." $i $object.Error) -}}
+{{- else if not (and $object.apiVersion $object.kind ($object.metadata).name) -}}
+{{- $errors = append $errors (printf "extraDeploy[%d]: every object needs apiVersion, kind and metadata.name. Add the missing ones." $i) -}}
+{{- end -}}
+{{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nvalue errors:\n  - %s\n" (join "\n  - " $errors)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when extraEnvVars declares the variable `(list $ name)`. */}}
+{{- define "etcd.extraEnvNamed" -}}
+{{- $name := index . 1 -}}
+{{- range (index . 0).Values.extraEnvVars -}}
+{{- if eq (toString .name) $name }}true{{ end -}}
 {{- end -}}
 {{- end -}}

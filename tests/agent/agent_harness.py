@@ -307,10 +307,16 @@ class Release:
         return process
 
     def spawn_agent(
-        self, pod: Pod, *args: str, template: Path | None = None, **extra: str
+        self,
+        pod: Pod,
+        *args: str,
+        template: Path | None = None,
+        program: Path = AGENT,
+        **extra: str,
     ) -> tuple[subprocess.Popen[bytes], Path]:
+        """Start the agent (`program`, a copy of it when a test changes the code) in `pod`."""
         log = pod.dir / f"agent-{len(self.processes)}.log"
-        argv = [AGENT_PYTHON, str(AGENT), *args]
+        argv = [AGENT_PYTHON, str(program), *args]
         return self.spawn(argv, self.agent_env(pod, args, template, extra), log), log
 
     def agent(

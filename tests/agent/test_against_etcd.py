@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from agent_harness import RECORD, TOKEN, Pod, Release
+from agent_harness import AGENT, RECORD, TOKEN, Pod, Release
 
 pytestmark = pytest.mark.e2e
 
@@ -390,6 +391,84 @@ def test_watch_exits_0_on_sigterm(release_factory: Callable[..., Release]) -> No
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
     assert log.read_text().splitlines()[-1] == "member-agent watch: terminated by SIGTERM"
+
+
+def test_a_running_agent_applies_changed_users_roles_and_passwords_and_runs_changed_code(
+    release_factory: Callable[..., Release], etcdctl_bin: str
+) -> None:
+    """Issue 13, trap 5: the members are not restarted when users, roles, passwords or the agent
+    change (none of them is in the pod template), so the running `watch` picks the change up:
+    it reads auth.json and the password files every pass and applies them when they differ from
+    what it applied last; a changed program file re-executes the agent in place (the same
+    process, etcd untouched)."""
+    release = release_factory(pods=1)
+    pod = release.pods[0]
+    secrets = release.root / "secrets"
+    secrets.mkdir()
+    release.root_password_file.write_text("r00t-secret\n")
+    (secrets / "alice").write_text("alice-pw")
+
+    def write_auth(*users: str) -> None:
+        reader = {
+            "name": "reader",
+            "permissions": [{"type": "read", "key": "app/", "prefix": True}],
+        }
+        entries = [
+            {"name": user, "passwordFile": str(secrets / user), "roles": ["reader"]}
+            for user in users
+        ]
+        release.auth_file.write_text(json.dumps({"roles": [reader], "users": entries}))
+
+    def etcdctl(user: str) -> subprocess.CompletedProcess[str]:
+        command = [etcdctl_bin, f"--endpoints={pod.url}", "--command-timeout=5s", "get", "app/x"]
+        return subprocess.run([*command, f"--user={user}"], capture_output=True, text=True)
+
+    def applied(log: Path) -> list[str]:
+        return [line for line in log.read_text().splitlines() if line.endswith("applied")
+                or line.endswith("applied (auth.json or a password changed)")]  # fmt: skip
+
+    write_auth("alice")
+    template = bootstrap(release, 1)
+    program = release.root / "member_agent.py"
+    shutil.copy(AGENT, program)
+    watcher, log = release.spawn_agent(
+        pod, "watch", "--interval", "0.5", template=template, program=program
+    )
+    release.wait_for("auth to be applied", lambda: len(applied(log)) == 1)
+    assert applied(log)[0].endswith("-> auth now enabled; root, 1 roles, 1 users applied")
+    assert etcdctl("alice:alice-pw").returncode == 0
+
+    # A new user (an upgrade mounts its password) and a changed password for alice.
+    (secrets / "carol").write_text("carol-pw")
+    (secrets / "alice").write_text("alice-new")
+    write_auth("alice", "carol")
+    release.wait_for("the change to be applied", lambda: len(applied(log)) == 2)
+    assert applied(log)[1].endswith(
+        "-> auth was already enabled; root, 1 roles, 2 users applied"
+        " (auth.json or a password changed)"
+    )
+    assert etcdctl("carol:carol-pw").returncode == 0
+    assert etcdctl("alice:alice-new").returncode == 0
+    old = etcdctl("alice:alice-pw")
+    assert old.returncode != 0 and "authentication failed" in old.stderr, old.stderr
+    time.sleep(2)  # four more passes: nothing changed, nothing applied again
+    assert len(applied(log)) == 2
+
+    # An upgrade changed the agent's code (its ConfigMap): the agent runs the new code in place.
+    assert pod.etcd is not None
+    with program.open("a") as handle:
+        handle.write("\n# the next version of the agent\n")
+    release.wait_for("the agent to restart itself", lambda: "code changed" in log.read_text())
+    release.wait_for("the new code's first pass", lambda: len(applied(log)) == 3)
+    lines = log.read_text().splitlines()
+    restarted = next(i for i, line in enumerate(lines) if "code changed" in line)
+    assert lines[restarted] == (
+        "member-agent watch: the agent's code changed (agent ConfigMap updated) -> restarting"
+        " the agent"
+    )
+    assert applied(log)[2].endswith("-> auth was already enabled; root, 1 roles, 2 users applied")
+    assert watcher.poll() is None, "the agent process should have replaced itself, not exited"
+    assert pod.etcd.poll() is None, "etcd must keep running"
 
 
 def test_tls_with_client_certificates_bootstrap_join_and_scale_down(

@@ -1,7 +1,7 @@
 """The rendered defaults, byte for byte, from Helm 3.17, the newest Helm 3 and Helm 4.
 
 The chart is copied with a fixed stand-in for files/member_agent.py, so that changes to the agent
-(which is embedded in two ConfigMaps and a checksum) do not churn the golden file. Regenerate with
+(which is embedded in two ConfigMaps) do not churn the golden file. Regenerate with
 `UPDATE_GOLDEN=1 pytest tests/chart -k golden`.
 """
 

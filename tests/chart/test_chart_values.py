@@ -196,17 +196,6 @@ def test_initial_cluster_state_explicit(helm: str, state: str) -> None:
     assert annotations["etcd-chart/config"] == "etcd-config/etcd.conf.json"
 
 
-def test_config_checksum_ignores_the_bootstrap_plan(helm: str) -> None:
-    def checksum(*args: str) -> str:
-        template = statefulset(render(helm, *args))["spec"]["template"]
-        return str(template["metadata"]["annotations"]["checksum/config"])
-
-    base = checksum()
-    assert checksum("--set", "replicas=5") == base
-    assert checksum("--set", "initialClusterState=existing") == base
-    assert checksum("--set", "config.logLevel=debug") != base
-
-
 # --- the StatefulSet ---------------------------------------------------------------------------
 
 

@@ -33,6 +33,10 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ("fullnameOverride/release name", {"fullnameOverride": "a" * 48}),
     ("replicas", {"replicas": 0}),
     ("replicas", {"replicas": 4}),
+    ("pdb.minAvailable", {"pdb": {"minAvailable": 2}}),
+    ("pdb.maxUnavailable", {"pdb": {"maxUnavailable": None}}),
+    ("pdb.minAvailable", {"pdb": {"maxUnavailable": None, "minAvailable": 4}}),
+    ("pdb.minAvailable", {"replicas": 5, "pdb": {"maxUnavailable": None, "minAvailable": 2}}),
     ("pdb.maxUnavailable", {"pdb": {"enabled": True, "maxUnavailable": 2}}),
     ("pdb.maxUnavailable", {"pdb": {"maxUnavailable": 0}}),
     ("tls.maxMembers", {"replicas": 11, **TLS}),
@@ -104,6 +108,40 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ("podLabels.tier", {"commonLabels": {"tier": "a"}, "podLabels": {"tier": "b"}}),
     ("networkPolicy.extraEgress", {"networkPolicy": {"extraEgress": [{"ports": [{"port": 53}]}]}}),
     ("persistence.size", {"config": {"quotaBackendBytes": 8589934592}}),
+    ("extraEnvVars[0].name", {"extraEnvVars": [{"name": "ETCD_DATA_DIR", "value": "/x"}]}),
+    ("extraEnvVars[0].name", {"extraEnvVars": [{"name": "ETCDCTL_ENDPOINTS", "value": "x"}]}),
+    ("extraEnvVars[1].name", {"extraEnvVars": [{"name": "A", "value": "1"}] * 2}),
+    ("extraVolumes[0].name", {"extraVolumes": [{"name": "data", "emptyDir": {}}]}),
+    ("extraVolumes[1].name", {"extraVolumes": [{"name": "backup", "emptyDir": {}}] * 2}),
+    ("extraVolumeMounts[0].name", {"extraVolumeMounts": [{"name": "x", "mountPath": "/x"}]}),
+    (
+        "extraVolumeMounts[0].mountPath",
+        {
+            "extraVolumes": [{"name": "x", "emptyDir": {}}],
+            "extraVolumeMounts": [{"name": "x", "mountPath": "/etc/etcd/mine"}],
+        },
+    ),
+    ("sidecars[0].name", {"sidecars": [{"name": "etcd", "image": "busybox"}]}),
+    (
+        "sidecars[0].name",
+        {
+            "initContainers": [{"name": "side", "image": "busybox"}],
+            "sidecars": [{"name": "side", "image": "busybox"}],
+        },
+    ),
+    (
+        "initContainers[0].ports",
+        {"initContainers": [{"name": "i", "image": "b", "ports": [{"containerPort": 2380}]}]},
+    ),
+    ("commonAnnotations.etcd-chart/config", {"commonAnnotations": {"etcd-chart/config": "x"}}),
+    (
+        "serviceAccount.labels.team",
+        {"commonLabels": {"team": "a"}, "serviceAccount": {"labels": {"team": "b"}}},
+    ),
+    ("service.clusterIP", {"service": {"clusterIP": "None"}}),
+    ("service.loadBalancerClass", {"service": {"loadBalancerClass": "example.com/lb"}}),
+    ("extraDeploy[0]", {"extraDeploy": ["a: [b"]}),
+    ("extraDeploy[0]", {"extraDeploy": [{"apiVersion": "v1", "kind": "ConfigMap"}]}),
 ]
 
 

@@ -501,3 +501,57 @@ def test_a_renewed_server_certificate_is_served_without_a_lost_write(secure: San
     assert {name: pod(secure, name)["restarts"] for name in pod_names(3)} == restarts
     for member in pod_names(3):
         assert writer.missing(member) == [], f"acknowledged writes missing on {member}"
+
+
+def test_a_role_change_by_helm_upgrade_reaches_etcd_without_restarting_a_member(
+    secure: Sandbox, chart_dir: Path, etcd_version: str, tmp_path: Path
+) -> None:
+    """Issue 13, trap 5: users and roles are not in the pod template, so `helm upgrade` that
+    grants the web UI's role more leaves the StatefulSet's revision and every pod as they were;
+    the kubelet refreshes auth.json in the pods and the member agents apply it."""
+
+    def pods() -> dict[str, tuple[str, int]]:
+        """uid and restart count of every member pod."""
+        found = {}
+        for entry in secure.status()["pods"]:
+            if entry["owner"] == "StatefulSet/etcd":
+                uid = kubectl(secure, "get", "pod", entry["name"], "-o", "jsonpath={.metadata.uid}")
+                found[entry["name"]] = (uid, int(entry["restarts"]))
+        return found
+
+    def revision() -> str:
+        return kubectl(
+            secure, "get", "statefulset", "etcd", "-o", "jsonpath={.status.updateRevision}"
+        )
+
+    webui = f"--user=webui:{WEBUI_PASSWORD}"
+    denied = etcdctl(secure, webui, "put", "/webui-notes/a", "1")
+    assert denied.returncode != 0 and "permission denied" in denied.stderr, denied.stderr
+    before, revision_before = pods(), revision()
+    replicas = len(before)  # 5 after test_scaling_to_5_needs_no_new_certificate, 3 on its own
+    granted = [
+        {"type": "read", "key": "/", "prefix": True},
+        {"type": "readwrite", "key": "/webui-notes/", "prefix": True},
+    ]
+    more = tmp_path / "roles-values.yaml"
+    more.write_text(yaml.safe_dump({"auth": {"rbac": {"roles": [
+        {"name": "read-only", "permissions": granted}]}}}))  # fmt: skip
+    secure.upgrade(
+        str(chart_dir),
+        "-f",
+        str(chart_dir / "ci" / "secure-values.yaml"),
+        "-f",
+        str(more),
+        "--set",
+        f"image.tag=v{etcd_version},replicas={replicas}",
+        timeout=240,
+    )
+    wait_for(
+        lambda: etcdctl(secure, webui, "put", "/webui-notes/a", "1").returncode == 0,
+        "the member agents to grant the role its new permission",
+        timeout=90,
+    )
+    assert revision() == revision_before
+    assert pods() == before
+    outside = etcdctl(secure, webui, "put", "/elsewhere", "1")
+    assert outside.returncode != 0 and "permission denied" in outside.stderr

@@ -447,6 +447,27 @@ def test_ports_in_urls_must_agree() -> None:
     ]
 
 
+def test_an_added_container_running_etcd_is_not_taken_for_the_member() -> None:
+    """A user's init container or sidecar may run the etcd image (a restore, a backup; the
+    chart's initContainers and sidecars values): the container named etcd is the member."""
+    bodies = chart_like()
+    spec = find(bodies, "StatefulSet", "etcd")["spec"]["template"]["spec"]
+    restore = {
+        "name": "restore",
+        "image": "gcr.io/etcd-development/etcd:v3.7.3",
+        "command": ["/usr/local/bin/etcd", "--version"],
+        "ports": [{"containerPort": 9000}],
+    }
+    spec["initContainers"].append(restore)
+    spec["containers"].append({**restore, "name": "backup"})
+    text = stream_of(bodies)
+    assert problems(run(text)) == []
+    documents = parse(text, Report())
+    statefulset = next(d for d in documents if d.kind == "StatefulSet")
+    member = member_set(statefulset, "default", stream_lookup(documents, "default"))
+    assert member is not None and member.container_path == "spec.template.spec.containers[0]"
+
+
 def test_removed_etcd_settings_and_member_name() -> None:
     bodies = chart_like()
     configmap = find(bodies, "ConfigMap", "etcd-config")

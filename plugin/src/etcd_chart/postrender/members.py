@@ -452,10 +452,13 @@ def member_set(document: Document, default_namespace: str, lookup: Lookup) -> Me
     if reference is not None:
         member = MemberSet(document, True, namespace, None, pod_name_vars=pod_vars)
         member.config_reference = str(reference)
-        for path, container in member.all_containers():
-            if container.get("name") == "etcd" or container_runs_etcd(container):
-                member.container, member.container_path = container, path
-                break
+        # The container named etcd first: a sidecar or init container the user added may run an
+        # etcd image too (a backup, a restore), and must not be taken for the member.
+        containers = member.all_containers()
+        named = [(path, c) for path, c in containers if c.get("name") == "etcd"]
+        for path, container in named + [(p, c) for p, c in containers if container_runs_etcd(c)]:
+            member.container, member.container_path = container, path
+            break
         configmap_name, slash, key = str(reference).partition("/")
         if not slash or not configmap_name or not key:
             member.settings_problem = (

@@ -21,6 +21,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     ),
     "validate": ("etcd_chart.values_check", "check values files against the chart's schema"),
     "pki": ("etcd_chart.pki", "create a CA and server, peer and client certificates"),
+    "migrate-values": (
+        "etcd_chart.migrate",
+        "turn a Bitnami etcd values file into this chart's, listing what has no equivalent",
+    ),
     "sandbox": ("etcd_chart.sandbox.command", "run a rendered release locally with real etcd"),
 }
 

@@ -76,7 +76,7 @@ def test_bitnami_values_convert_validate_and_boot(
     assert (result.returncode, result.stdout) == (0, ""), result.stderr
     left_out = [line.split(": ")[1] for line in result.stderr.splitlines()[:-1]]
     assert left_out == [
-        "extraEnvVars[2]",
+        "extraEnvVars[3]",
         "auth.rbac.rootPassword",
         "auth.token.privateKey.existingSecret",
         "auth.rbac.allowNoneAuthentication",
@@ -86,7 +86,14 @@ def test_bitnami_values_convert_validate_and_boot(
         "disasterRecovery",
     ]
     values = yaml.safe_load(converted.read_text())
-    assert values["extraFlags"] == ["--quota-backend-bytes=4294967296", "--snapshot-count=20000"]
+    assert values["extraFlags"] == ["--max-request-bytes=10485760"]
+    assert values["config"] == {
+        "quotaBackendBytes": 4294967296,
+        "snapshotCount": 20000,
+        "autoCompactionMode": "periodic",
+        "autoCompactionRetention": "1",
+        "logLevel": "warn",
+    }
     assert values["pdb"] == {"maxUnavailable": None, "minAvailable": 2}
     validated = cli("validate", str(converted))
     assert (validated.returncode, validated.stdout) == (0, f"{converted}: valid\n")
@@ -133,6 +140,7 @@ def test_bitnami_values_convert_validate_and_boot(
     assert settings["x-extra-flags"] == values["extraFlags"]
     assert settings["auth-token"].startswith("jwt,priv-key=")
     assert settings["log-level"] == "warn"
+    assert (settings["quota-backend-bytes"], settings["snapshot-count"]) == (4294967296, 20000)
 
     # The data path: mirror the old cluster's keys into the new release, as README says.
     target = next(p["client_url"] for p in sb.status()["pods"] if p["name"] == "etcd-0")

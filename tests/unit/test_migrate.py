@@ -64,10 +64,12 @@ def test_etcd_variables_become_flags_and_owned_ones_are_said() -> None:
             {"name": "ETCD_INITIAL_CLUSTER_STATE", "value": "new"},
             {"name": "ETCD_HEARTBEAT_INTERVAL", "valueFrom": {"configMapKeyRef": {}}},
             {"name": "HTTP_PROXY", "value": "http://proxy:3128"},
+            {"name": "ETCD_QUOTA_BACKEND_BYTES", "value": "4294967296"},
         ],
     }
     values, notes = converted(source)
     assert values["extraFlags"] == ["--max-txn-ops=256"]
+    assert values["config"] == {"quotaBackendBytes": 4294967296}
     assert values["extraEnvVars"] == [
         {"name": "HTTP_PROXY", "value": "http://proxy:3128"},
         {"name": "GOMAXPROCS", "value": "4"},
@@ -78,6 +80,20 @@ def test_etcd_variables_become_flags_and_owned_ones_are_said() -> None:
         "extraEnvVars[2]": "ETCD_HEARTBEAT_INTERVAL takes its value from elsewhere; etcd ignores"
         " ETCD_* variables here: set the option in extraConfig",
     }
+
+
+def test_max_procs_alone_and_beside_a_gomaxprocs_variable() -> None:
+    values, notes = converted({"replicaCount": 3, "maxProcs": 2})
+    assert values["extraEnvVars"] == [{"name": "GOMAXPROCS", "value": "2"}]
+    assert notes == {}
+    given = {
+        "replicaCount": 3,
+        "maxProcs": 2,
+        "extraEnvVars": [{"name": "GOMAXPROCS", "value": "4"}],
+    }
+    values, notes = converted(given)
+    assert values["extraEnvVars"] == [{"name": "GOMAXPROCS", "value": "4"}]
+    assert notes == {"maxProcs": "extraEnvVars sets GOMAXPROCS already, and wins"}
 
 
 def test_a_configuration_file_splits_into_config_and_extra_config() -> None:
@@ -269,7 +285,7 @@ def test_cli_writes_valid_values_and_lists_what_it_left_out(tmp_path: Path) -> N
     )
     assert yaml.safe_load(result.stdout)["replicas"] == 3
     last = result.stderr.splitlines()[-1]
-    assert last == "etcd-chart migrate-values: 40 values written, 8 not carried over (listed above)"
+    assert last == "etcd-chart migrate-values: 42 values written, 8 not carried over (listed above)"
 
 
 def test_cli_writes_nothing_when_the_result_is_not_valid(tmp_path: Path) -> None:

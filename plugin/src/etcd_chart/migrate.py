@@ -1,11 +1,12 @@
 """`etcd-chart migrate-values BITNAMI_VALUES`: a Bitnami etcd values file turned into ours.
 
-The keys of the Bitnami etcd chart (its documented values, 8.x to 12.x) that have an equivalent
-here are carried over; every key that has none is listed on stderr with the reason, one line each
-(`FILE: key: not carried over: why`). The result goes to stdout (or `--output FILE`) only when it
-passes this chart's schema and cross-field rules, so nothing half-converted is ever written; the
-schema stays strict, this command is the way in. Exit 0 converted, 1 the result is not valid
-(the problems are listed), 2 the file cannot be read or is not a mapping.
+The keys of the Bitnami etcd chart (its documented values of 12.x, and older names where they
+differ) that have an equivalent here are carried over; every key that has none is listed on
+stderr with the reason, one line each (`FILE: key: not carried over: why`). The result goes to
+stdout (or `--output FILE`) only when it passes this chart's schema and cross-field rules, so
+nothing half-converted is ever written; the schema stays strict, this command is the way in.
+Exit 0 converted, 1 the result is not valid (the problems are listed), 2 the file cannot be read
+or is not a mapping.
 
 Names: this chart names objects like Bitnami's (`<release>` when it contains `etcd`, else
 `<release>-etcd`), so Secrets the Bitnami release generated are found under `--release`'s names:
@@ -397,13 +398,14 @@ def _anti_affinity(m: Migration) -> None:
 
 
 def _environment(m: Migration) -> None:
+    """extraEnvVars as they are, but ETCD_* ones (which etcd ignores when it reads a
+    configuration file) as configuration values or extraFlags; maxProcs as GOMAXPROCS."""
     variables = m.take("extraEnvVars")
-    if not isinstance(variables, list):
-        return
     kept, flags = [], []
-    for index, variable in enumerate(variables):
+    for index, variable in enumerate(variables if isinstance(variables, list) else []):
         name = variable.get("name") if isinstance(variable, dict) else None
         key = f"extraEnvVars[{index}]"
+        flag = _env_to_flag(name)[2:] if isinstance(name, str) else ""
         if not isinstance(name, str) or not name.startswith("ETCD_"):
             kept.append(variable)
         elif "value" not in variable:
@@ -412,18 +414,27 @@ def _environment(m: Migration) -> None:
                 f"{name} takes its value from elsewhere; etcd ignores ETCD_* variables "
                 "here: set the option in extraConfig",
             )
-        elif _env_to_flag(name)[2:] in OWNED_CONFIG:
-            m.note(key, f"{name}: the chart sets {_env_to_flag(name)} itself")
+        elif flag in OWNED_CONFIG:
+            m.note(key, f"{name}: the chart sets --{flag} itself")
+        elif flag in CONFIG_VALUES:
+            m.put(CONFIG_VALUES[flag], _typed(str(variable["value"])))
         else:
-            flags.append(f"{_env_to_flag(name)}={variable['value']}")
+            flags.append(f"--{flag}={variable['value']}")
+    processes = m.take("maxProcs")
+    if processes not in (MISSING, None, ""):
+        if any(isinstance(v, dict) and v.get("name") == "GOMAXPROCS" for v in kept):
+            m.note("maxProcs", "extraEnvVars sets GOMAXPROCS already, and wins")
+        else:
+            kept.append({"name": "GOMAXPROCS", "value": str(processes)})
     if kept:
         m.put("extraEnvVars", kept)
     if flags:
         m.put("extraFlags", flags)
-    processes = m.take("maxProcs")
-    if processes not in (MISSING, None, ""):
-        kept.append({"name": "GOMAXPROCS", "value": str(processes)})
-        m.put("extraEnvVars", kept)
+
+
+def _typed(text: str) -> int | str:
+    """An environment variable's value as the configuration value it stands for."""
+    return int(text) if text.isdigit() else text
 
 
 def _configuration(m: Migration) -> None:
@@ -636,7 +647,7 @@ def run(args: argparse.Namespace) -> int:
     migration = migrate(source, args.release)
     for key, why in migration.notes:
         print(f"{source_path}: {key}: not carried over: {why}", file=sys.stderr)
-    text = header(source_path, migration) + yamlio.dump(migration.values)
+    text = header(source_path) + yamlio.dump(migration.values)
     problems = _check(text, args.schema_only)
     if isinstance(problems, str):
         print(f"etcd-chart migrate-values: {problems}", file=sys.stderr)
@@ -662,7 +673,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def header(source: Path, migration: Migration) -> str:
+def header(source: Path) -> str:
     lines = [
         f"# Converted from the Bitnami etcd values {source.name} by `etcd-chart migrate-values`.",
         "# What had no equivalent was listed when it ran. Before installing, read README,",

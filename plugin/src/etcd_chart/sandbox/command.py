@@ -305,11 +305,13 @@ def existing_objects(paths: list[str]) -> list[dict[str, Any]]:
     return found
 
 
-def _bin_dir(args: argparse.Namespace) -> str | None:
-    """--bin-dir, else ETCD_CHART_BIN_DIR, as an absolute path (the daemon has its own cwd)."""
+def _bin_dir(args: argparse.Namespace, live: StateDir | None = None) -> str | None:
+    """--bin-dir, else ETCD_CHART_BIN_DIR, as an absolute path (the daemon has its own cwd);
+    for a running sandbox (`live`) without either, the one its daemon was started with."""
     given = args.bin_dir or os.environ.get(BIN_DIR_ENV) or None
     if given is None:
-        return None
+        started = live.bin_dir if live is not None else None
+        return started.read_text() if started is not None and started.is_file() else None
     where = "--bin-dir" if args.bin_dir else BIN_DIR_ENV
     if not Path(given).is_dir():
         raise RenderError(f"{where} {given}: not a directory", 1)
@@ -322,7 +324,7 @@ def _preflight(
     """Refuse what cannot run, or would wait for ever, before anything starts (`live`: a running
     sandbox, whose objects may exist already)."""
     documents = parse(text)
-    check_runnable(documents, render_args.namespace, _bin_dir(args))
+    check_runnable(documents, render_args.namespace, _bin_dir(args, live))
     classes = live_storage_classes(live) if live is not None else args.storage_class
     check_storage_classes(documents, render_args.namespace, [STORAGE_CLASS, *classes])
     provided = existing_objects(args.objects or [])
@@ -417,6 +419,10 @@ def _start(state: StateDir, args: argparse.Namespace, render_args: RenderArgs) -
             extra += ["--bin-dir", bin_dir]
         daemon = client.spawn_daemon(state, args.namespace, args.subnet, extra=extra)
         client.wait_daemon(state, daemon, timeout=300)
+        if bin_dir:
+            state.bin_dir.write_text(bin_dir)
+        else:
+            state.bin_dir.unlink(missing_ok=True)
         plane_ready = time.monotonic()
         client.request(
             state,

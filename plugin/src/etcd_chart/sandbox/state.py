@@ -76,6 +76,7 @@ class StateDir:
             "hosts": "hosts",
             "resolv_conf": "resolv.conf",
             "kubeconfig": "kubeconfig",
+            "bin_dir": "bin-dir",  # the --bin-dir the daemon was started with, for `upgrade`
             "release": "release.json",
             "status": "status.json",
             "mountpoints": "mountpoints.json",

@@ -242,6 +242,34 @@ class Cluster:
             self.admin.patch(
                 f"/api/v1/namespaces/{self.namespace}", {"metadata": {"labels": labels}}
             )
+        if self.pod_security != "privileged":
+            self._wait_pod_security()
+
+    def _wait_pod_security(self, timeout: float = 30.0) -> None:
+        """Until the PodSecurity admission enforces the level: it reads namespace labels from an
+        informer, so pods created right after a label change (e.g. on the existing `default`
+        namespace) could be admitted under the old labels. A dry-run pod with hostNetwork, which
+        baseline and restricted refuse, shows when the level holds."""
+        assert self.admin is not None
+        probe = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "pod-security-probe"},
+            "spec": {"hostNetwork": True, "containers": [{"name": "probe", "image": "probe"}]},
+        }
+        path = f"/api/v1/namespaces/{self.namespace}/pods?dryRun=All"
+        deadline = time.monotonic() + timeout
+        while True:
+            status, answer = self.admin.request("POST", path, probe)
+            if status == 403 and "violates PodSecurity" in str(answer):
+                return
+            if time.monotonic() > deadline:
+                raise SandboxError(
+                    f"namespace {self.namespace}: PodSecurity {self.pod_security} is not enforced "
+                    f"after {timeout:.0f} s (a probe pod got HTTP {status})",
+                    2,
+                )
+            time.sleep(0.1)
 
     def _stored(self, plural: str) -> Any:
         def handle(kind: str, obj: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ echo "== ruff"
 ruff check --config plugin/pyproject.toml plugin/src tests bench ci chart/files
 ruff format --check --config plugin/pyproject.toml plugin/src tests bench ci chart/files
 echo "== mypy"
-mypy --config-file plugin/pyproject.toml plugin/src chart/files/member_agent.py
+mypy --config-file plugin/pyproject.toml plugin/src chart/files/etcd-agent
 echo "== generated files"
 python ci/generate.py --check
 echo "== pytest"

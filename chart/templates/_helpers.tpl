@@ -35,6 +35,17 @@ from it, so it never depends on anything but the release name and the overrides.
 {{- printf "%s-agent" (include "etcd.fullname" .) -}}
 {{- end -}}
 
+{{/*
+The member agent's modules (files/etcd-agent/*.py) as ConfigMap data, one key per file: mounted
+as a directory, they run as `python3 /opt/etcd-agent COMMAND`.
+*/}}
+{{- define "etcd.agentCodeData" -}}
+{{- range $path, $_ := .Files.Glob "files/etcd-agent/*.py" }}
+{{ base $path }}: |
+  {{- $.Files.Get $path | trimSuffix "\n" | nindent 2 }}
+{{- end }}
+{{- end -}}
+
 {{- define "etcd.recordName" -}}
 {{- printf "%s-cluster-record" (include "etcd.fullname" .) -}}
 {{- end -}}

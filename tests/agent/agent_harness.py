@@ -23,7 +23,6 @@ import contextlib
 import copy
 import datetime
 import functools
-import importlib.util
 import ipaddress
 import json
 import os
@@ -40,7 +39,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import yaml
@@ -49,7 +47,10 @@ from etcd_chart.sandbox.controlplane import ControlPlane
 from realapi import api, apply, service_account_token
 
 CHART = Path(__file__).resolve().parents[2] / "chart"
-AGENT = CHART / "files" / "member_agent.py"
+# The agent's package directory: run as `python3 AGENT COMMAND`, as the pods run /opt/etcd-agent.
+AGENT = CHART / "files" / "etcd-agent"
+# Its modules are imported by the unit tests as the agent imports them: by their own names.
+sys.path.insert(0, str(AGENT))
 STS, HEADLESS, DOMAIN, TOKEN = "etcd", "etcd-headless", "cluster.local", "tkn"
 RECORD = "etcd-cluster-record"
 # The chart's ServiceAccounts for release `etcd`: the member pods' and the scale-down hook's.
@@ -59,15 +60,6 @@ PLURALS = {"ConfigMap": "configmaps", "Pod": "pods", "StatefulSet": "statefulset
 HOSTS_ORDINALS = 12
 # The interpreter that runs the agent (the pods use python:3.13-alpine; this may differ).
 AGENT_PYTHON = os.environ.get("ETCD_AGENT_TEST_PYTHON") or sys.executable
-
-
-def load_agent() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("member_agent", AGENT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["member_agent"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    return module
 
 
 def _free_block() -> int:

@@ -5,17 +5,11 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-from agent_harness import Release, load_agent
+from agent_harness import Release
 from etcd_chart.sandbox.controlplane import ControlPlane
 from etcd_versions import etcd_program
-
-
-@pytest.fixture(scope="session")
-def agent() -> ModuleType:
-    return load_agent()
 
 
 @pytest.fixture(scope="session")

@@ -429,8 +429,8 @@ def test_a_running_agent_applies_changed_users_roles_and_passwords_and_runs_chan
 
     write_auth("alice")
     template = bootstrap(release, 1)
-    program = release.root / "member_agent.py"
-    shutil.copy(AGENT, program)
+    program = release.root / "etcd-agent"
+    shutil.copytree(AGENT, program)
     watcher, log = release.spawn_agent(
         pod, "watch", "--interval", "0.5", template=template, program=program
     )
@@ -456,7 +456,7 @@ def test_a_running_agent_applies_changed_users_roles_and_passwords_and_runs_chan
 
     # An upgrade changed the agent's code (its ConfigMap): the agent runs the new code in place.
     assert pod.etcd is not None
-    with program.open("a") as handle:
+    with (program / "auth_apply.py").open("a") as handle:
         handle.write("\n# the next version of the agent\n")
     release.wait_for("the agent to restart itself", lambda: "code changed" in log.read_text())
     release.wait_for("the new code's first pass", lambda: len(applied(log)) == 3)

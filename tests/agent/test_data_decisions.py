@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from data_dir import member_data_state
+from members import ClusterView, Member
+from start_decision import Decision, StartFacts, decide_start
 
 D = "etcd-headless.ns.svc.cluster.local"
 WAL_NAME = "0000000000000000-0000000000000000.wal"
@@ -16,16 +18,16 @@ def url(pod: str, port: int = 2380) -> str:
     return f"http://{pod}.{D}:{port}"
 
 
-def member(agent: ModuleType, pod: str, member_id: str, started: bool = True) -> object:
+def member(pod: str, member_id: str, started: bool = True) -> object:
     clients = (url(pod, 2379),) if started else ()
-    return agent.Member(member_id, pod if started else "", (url(pod),), clients, False)
+    return Member(member_id, pod if started else "", (url(pod),), clients, False)
 
 
-def view(agent: ModuleType, *members: object, cluster_id: str = "255") -> object:
-    return agent.ClusterView(tuple(members), "17", cluster_id, url("etcd-0", 2379))
+def view(*members: object, cluster_id: str = "255") -> object:
+    return ClusterView(tuple(members), "17", cluster_id, url("etcd-0", 2379))
 
 
-def facts(agent: ModuleType, **changes: object) -> object:
+def facts(**changes: object) -> object:
     base = {
         "name": "etcd-1",
         "peer_urls": (url("etcd-1"),),
@@ -37,15 +39,15 @@ def facts(agent: ModuleType, **changes: object) -> object:
         "record_name": "ns/etcd-cluster-record",
     }
     base.update(changes)
-    return agent.StartFacts(**base)
+    return StartFacts(**base)
 
 
 # -- what counts as data: etcd's own rule, *.wal files in the WAL directory ------------------
 
 
-def test_data_is_present_only_with_wal_files(agent: ModuleType, tmp_path: Path) -> None:
+def test_data_is_present_only_with_wal_files(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    state = agent.member_data_state
+    state = member_data_state
     assert state(str(data)) == "absent"
     data.mkdir()
     (data / "lost+found").mkdir()
@@ -62,11 +64,9 @@ def test_data_is_present_only_with_wal_files(agent: ModuleType, tmp_path: Path) 
     assert state(str(data)) == "present"
 
 
-def test_a_separate_wal_dir_decides_and_the_default_one_is_ignored(
-    agent: ModuleType, tmp_path: Path
-) -> None:
+def test_a_separate_wal_dir_decides_and_the_default_one_is_ignored(tmp_path: Path) -> None:
     data, wal = tmp_path / "data", tmp_path / "wal-volume" / "wal"
-    state = agent.member_data_state
+    state = member_data_state
     (data / "member" / "snap").mkdir(parents=True)
     (data / "member" / "snap" / "db").write_text("bolt")
     (data / "member" / "snap" / "0000000000000002-0000000000000010.snap").write_text("s")
@@ -89,12 +89,10 @@ def test_a_separate_wal_dir_decides_and_the_default_one_is_ignored(
 # -- damaged data: never started on, moved aside, the member re-added ----------------------
 
 
-def test_damaged_data_and_cluster_unreachable_waits_and_says_why(agent: ModuleType) -> None:
+def test_damaged_data_and_cluster_unreachable_waits_and_says_why() -> None:
     for template_state in ("new", "existing"):
-        decision = agent.decide_start(
-            facts(agent, damaged_data=True, template_state=template_state)
-        )
-        assert decision == agent.Decision(
+        decision = decide_start(facts(damaged_data=True, template_state=template_state))
+        assert decision == Decision(
             "wait",
             "data=damaged cluster=unreachable",
             "the data directory holds a snapshot or db but no WAL (*.wal), so etcd would start"
@@ -104,12 +102,10 @@ def test_damaged_data_and_cluster_unreachable_waits_and_says_why(agent: ModuleTy
         )
 
 
-def test_damaged_data_of_a_started_member_moves_aside_removes_and_re_adds(
-    agent: ModuleType,
-) -> None:
-    cluster = view(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18"))
-    decision = agent.decide_start(facts(agent, damaged_data=True, cluster=cluster))
-    assert decision == agent.Decision(
+def test_damaged_data_of_a_started_member_moves_aside_removes_and_re_adds() -> None:
+    cluster = view(member("etcd-0", "17"), member("etcd-1", "18"))
+    decision = decide_start(facts(damaged_data=True, cluster=cluster))
+    assert decision == Decision(
         "join",
         "data=damaged cluster=reachable(2 members, leader 11) listed=yes",
         move_data_aside=True,
@@ -118,10 +114,10 @@ def test_damaged_data_of_a_started_member_moves_aside_removes_and_re_adds(
     )
 
 
-def test_damaged_data_of_an_unstarted_member_moves_aside_and_reuses_it(agent: ModuleType) -> None:
-    cluster = view(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18", False))
-    decision = agent.decide_start(facts(agent, damaged_data=True, cluster=cluster))
-    assert decision == agent.Decision(
+def test_damaged_data_of_an_unstarted_member_moves_aside_and_reuses_it() -> None:
+    cluster = view(member("etcd-0", "17"), member("etcd-1", "18", False))
+    decision = decide_start(facts(damaged_data=True, cluster=cluster))
+    assert decision == Decision(
         "join",
         "data=damaged cluster=reachable(2 members, leader 11) listed=yes",
         move_data_aside=True,
@@ -129,20 +125,19 @@ def test_damaged_data_of_an_unstarted_member_moves_aside_and_reuses_it(agent: Mo
     )
 
 
-def test_damaged_data_not_listed_moves_aside_and_adds(agent: ModuleType) -> None:
-    cluster = view(agent, member(agent, "etcd-0", "17"))
-    decision = agent.decide_start(facts(agent, damaged_data=True, cluster=cluster))
+def test_damaged_data_not_listed_moves_aside_and_adds() -> None:
+    cluster = view(member("etcd-0", "17"))
+    decision = decide_start(facts(damaged_data=True, cluster=cluster))
     assert (decision.action, decision.move_data_aside, decision.add_learner) == ("join", True, True)
 
 
-def test_damaged_data_waits_while_another_change_is_in_flight(agent: ModuleType) -> None:
+def test_damaged_data_waits_while_another_change_is_in_flight() -> None:
     cluster = view(
-        agent,
-        member(agent, "etcd-0", "17"),
-        member(agent, "etcd-1", "18"),
-        member(agent, "etcd-3", "20", False),
+        member("etcd-0", "17"),
+        member("etcd-1", "18"),
+        member("etcd-3", "20", False),
     )
-    decision = agent.decide_start(facts(agent, damaged_data=True, cluster=cluster))
+    decision = decide_start(facts(damaged_data=True, cluster=cluster))
     assert decision.action == "wait"
     assert decision.why == "another member change is in flight: etcd-3 (not started)"
     assert not decision.move_data_aside
@@ -163,21 +158,19 @@ FOREIGN = (
     [{}, {"has_data": True}, {"damaged_data": True}],
     ids=["no data", "data", "damaged data"],
 )
-def test_a_cluster_other_than_the_recorded_one_is_refused(
-    agent: ModuleType, changes: dict[str, object]
-) -> None:
-    cluster = view(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18"))
-    decision = agent.decide_start(
-        facts(agent, cluster=cluster, record="present", record_cluster_id="1234", **changes)
+def test_a_cluster_other_than_the_recorded_one_is_refused(changes: dict[str, object]) -> None:
+    cluster = view(member("etcd-0", "17"), member("etcd-1", "18"))
+    decision = decide_start(
+        facts(cluster=cluster, record="present", record_cluster_id="1234", **changes)
     )
     assert decision.action == "wait"
     assert decision.why == FOREIGN
     assert not decision.move_data_aside and not decision.remove_id and not decision.add_learner
 
 
-def test_the_recorded_cluster_is_joined(agent: ModuleType) -> None:
-    cluster = view(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18"))
-    decision = agent.decide_start(
-        facts(agent, cluster=cluster, has_data=True, record="present", record_cluster_id="ff")
+def test_the_recorded_cluster_is_joined() -> None:
+    cluster = view(member("etcd-0", "17"), member("etcd-1", "18"))
+    decision = decide_start(
+        facts(cluster=cluster, has_data=True, record="present", record_cluster_id="ff")
     )
     assert decision.action == "start"

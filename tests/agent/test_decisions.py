@@ -5,9 +5,33 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from auth_spec import AuthSpec, Permission, Role, User, parse_auth_spec
+from data_dir import member_data_state, move_data_aside, utc_stamp
+from errors import AgentError
+from etcd_client import prefix_range_end, read_secret_file
+from etcd_config import apply_extra_flags, expand, expand_tree, load_template, typed_value
+from members import ClusterView, Member
+from runtime import Backoff
+from scale_down_decision import remaining_voters, scale_down_targets
+from start_decision import (
+    RECORD_ABSENT,
+    RECORD_UNCHECKED,
+    Decision,
+    StartFacts,
+    decide_start,
+    join_initial_cluster,
+)
+from urls import (
+    client_url_of,
+    hex_id,
+    normalize_url,
+    ordinal_of,
+    parse_initial_cluster,
+    pod_name_of,
+    url_host,
+)
 
 D = "etcd-headless.ns.svc.cluster.local"
 
@@ -17,7 +41,6 @@ def url(pod: str, port: int = 2380) -> str:
 
 
 def member(
-    agent: ModuleType,
     pod: str,
     member_id: str,
     started: bool = True,
@@ -27,14 +50,14 @@ def member(
     """A member as etcd lists it; unstarted added members have no name, bootstrap ones do."""
     name = pod if (started if named is None else named) else ""
     clients = (url(pod, 2379),) if started else ()
-    return agent.Member(member_id, name, (url(pod),), clients, learner)
+    return Member(member_id, name, (url(pod),), clients, learner)
 
 
-def cluster(agent: ModuleType, *members: object, leader: str = "17") -> object:
-    return agent.ClusterView(tuple(members), leader, "99", url("etcd-0", 2379))
+def cluster(*members: object, leader: str = "17") -> object:
+    return ClusterView(tuple(members), leader, "99", url("etcd-0", 2379))
 
 
-def facts(agent: ModuleType, **changes: object) -> object:
+def facts(**changes: object) -> object:
     base = {
         "name": "etcd-1",
         "peer_urls": (url("etcd-1"),),
@@ -42,41 +65,39 @@ def facts(agent: ModuleType, **changes: object) -> object:
         "cluster": None,
         "bootstrap_names": ("etcd-0", "etcd-1", "etcd-2"),
         "template_state": "new",
-        "record": agent.RECORD_ABSENT,
+        "record": RECORD_ABSENT,
         "record_name": "ns/etcd-cluster-record",
     }
     base.update(changes)
-    return agent.StartFacts(**base)
+    return StartFacts(**base)
 
 
 # -- decide_start, case by case ------------------------------------------------------------
 
 
-def test_case1_data_and_cluster_unreachable_starts_as_is(agent: ModuleType) -> None:
-    decision = agent.decide_start(facts(agent, has_data=True, record=agent.RECORD_UNCHECKED))
-    assert decision == agent.Decision("start", "data=present cluster=unreachable")
+def test_case1_data_and_cluster_unreachable_starts_as_is() -> None:
+    decision = decide_start(facts(has_data=True, record=RECORD_UNCHECKED))
+    assert decision == Decision("start", "data=present cluster=unreachable")
 
 
-def test_case1_data_and_listed_starts_as_is(agent: ModuleType) -> None:
-    view = cluster(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18"))
-    decision = agent.decide_start(facts(agent, has_data=True, cluster=view))
-    assert decision == agent.Decision(
+def test_case1_data_and_listed_starts_as_is() -> None:
+    view = cluster(member("etcd-0", "17"), member("etcd-1", "18"))
+    decision = decide_start(facts(has_data=True, cluster=view))
+    assert decision == Decision(
         "start", "data=present cluster=reachable(2 members, leader 11) listed=yes"
     )
 
 
-def test_case1_data_of_a_member_added_but_never_published_starts_as_is(agent: ModuleType) -> None:
-    view = cluster(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18", False))
-    decision = agent.decide_start(facts(agent, has_data=True, cluster=view))
+def test_case1_data_of_a_member_added_but_never_published_starts_as_is() -> None:
+    view = cluster(member("etcd-0", "17"), member("etcd-1", "18", False))
+    decision = decide_start(facts(has_data=True, cluster=view))
     assert decision.action == "start"
 
 
-def test_case2_data_but_not_listed_moves_data_aside_and_joins_as_learner(
-    agent: ModuleType,
-) -> None:
-    view = cluster(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-2", "19"))
-    decision = agent.decide_start(facts(agent, has_data=True, cluster=view))
-    assert decision == agent.Decision(
+def test_case2_data_but_not_listed_moves_data_aside_and_joins_as_learner() -> None:
+    view = cluster(member("etcd-0", "17"), member("etcd-2", "19"))
+    decision = decide_start(facts(has_data=True, cluster=view))
+    assert decision == Decision(
         "join",
         "data=present cluster=reachable(2 members, leader 11) listed=no",
         move_data_aside=True,
@@ -84,24 +105,20 @@ def test_case2_data_but_not_listed_moves_data_aside_and_joins_as_learner(
     )
 
 
-def test_case2_waits_without_moving_data_while_another_change_is_in_flight(
-    agent: ModuleType,
-) -> None:
-    view = cluster(
-        agent, member(agent, "etcd-0", "17"), member(agent, "etcd-3", "20", learner=True)
-    )
-    decision = agent.decide_start(facts(agent, has_data=True, cluster=view))
-    assert decision == agent.Decision(
+def test_case2_waits_without_moving_data_while_another_change_is_in_flight() -> None:
+    view = cluster(member("etcd-0", "17"), member("etcd-3", "20", learner=True))
+    decision = decide_start(facts(has_data=True, cluster=view))
+    assert decision == Decision(
         "wait",
         "data=present cluster=reachable(2 members, leader 11) listed=no",
         "another member change is in flight: etcd-3 (learner)",
     )
 
 
-def test_case3_started_member_without_data_is_removed_and_added_again(agent: ModuleType) -> None:
-    view = cluster(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18"))
-    decision = agent.decide_start(facts(agent, cluster=view))
-    assert decision == agent.Decision(
+def test_case3_started_member_without_data_is_removed_and_added_again() -> None:
+    view = cluster(member("etcd-0", "17"), member("etcd-1", "18"))
+    decision = decide_start(facts(cluster=view))
+    assert decision == Decision(
         "join",
         "data=absent cluster=reachable(2 members, leader 11) listed=yes",
         remove_id="18",
@@ -109,31 +126,27 @@ def test_case3_started_member_without_data_is_removed_and_added_again(agent: Mod
     )
 
 
-def test_case3_started_learner_without_data_is_removed_and_added_again(
-    agent: ModuleType,
-) -> None:
-    view = cluster(
-        agent, member(agent, "etcd-0", "17"), member(agent, "etcd-1", "18", learner=True)
-    )
-    decision = agent.decide_start(facts(agent, cluster=view))
+def test_case3_started_learner_without_data_is_removed_and_added_again() -> None:
+    view = cluster(member("etcd-0", "17"), member("etcd-1", "18", learner=True))
+    decision = decide_start(facts(cluster=view))
     assert (decision.action, decision.remove_id, decision.add_learner) == ("join", "18", True)
 
 
 @pytest.mark.parametrize("named", [False, True], ids=["added", "bootstrap member"])
-def test_case3_unstarted_member_is_reused(agent: ModuleType, named: bool) -> None:
-    own = member(agent, "etcd-1", "18", started=False, named=named)
-    busy = member(agent, "etcd-3", "20", learner=True)
-    view = cluster(agent, member(agent, "etcd-0", "17"), own, busy)
-    decision = agent.decide_start(facts(agent, cluster=view))
-    assert decision == agent.Decision(
+def test_case3_unstarted_member_is_reused(named: bool) -> None:
+    own = member("etcd-1", "18", started=False, named=named)
+    busy = member("etcd-3", "20", learner=True)
+    view = cluster(member("etcd-0", "17"), own, busy)
+    decision = decide_start(facts(cluster=view))
+    assert decision == Decision(
         "join", "data=absent cluster=reachable(3 members, leader 11) listed=yes", reuse_id="18"
     )
 
 
-def test_case3_not_listed_is_added_as_learner(agent: ModuleType) -> None:
-    view = cluster(agent, member(agent, "etcd-0", "17"))
-    decision = agent.decide_start(facts(agent, cluster=view))
-    assert decision == agent.Decision(
+def test_case3_not_listed_is_added_as_learner() -> None:
+    view = cluster(member("etcd-0", "17"))
+    decision = decide_start(facts(cluster=view))
+    assert decision == Decision(
         "join", "data=absent cluster=reachable(1 members, leader 11) listed=no", add_learner=True
     )
 
@@ -148,30 +161,26 @@ def test_case3_not_listed_is_added_as_learner(agent: ModuleType) -> None:
     ids=["learner", "added, not started", "bootstrap member, not started"],
 )
 def test_case3_waits_while_another_member_change_is_in_flight(
-    agent: ModuleType, other: dict[str, bool], why: str
+    other: dict[str, bool], why: str
 ) -> None:
-    view = cluster(agent, member(agent, "etcd-0", "17"), member(agent, "etcd-3", "20", **other))
-    for own in (None, member(agent, "etcd-1", "18")):
+    view = cluster(member("etcd-0", "17"), member("etcd-3", "20", **other))
+    for own in (None, member("etcd-1", "18")):
         members = view.members + ((own,) if own else ())
-        decision = agent.decide_start(facts(agent, cluster=cluster(agent, *members)))
+        decision = decide_start(facts(cluster=cluster(*members)))
         assert decision.action == "wait"
         assert decision.why == f"another member change is in flight: {why}"
 
 
-def test_case3_leader_unknown_is_said_so(agent: ModuleType) -> None:
-    view = cluster(agent, member(agent, "etcd-0", "17"), leader="")
-    decision = agent.decide_start(facts(agent, cluster=view))
+def test_case3_leader_unknown_is_said_so() -> None:
+    view = cluster(member("etcd-0", "17"), leader="")
+    decision = decide_start(facts(cluster=view))
     assert decision.seen == "data=absent cluster=reachable(1 members, leader unknown) listed=no"
 
 
 @pytest.mark.parametrize("record", ["absent", "disabled"])
-def test_case4_bootstrap_member_of_a_never_created_cluster_bootstraps(
-    agent: ModuleType, record: str
-) -> None:
-    decision = agent.decide_start(facts(agent, record=record))
-    assert decision == agent.Decision(
-        "bootstrap", f"data=absent cluster=unreachable record={record}"
-    )
+def test_case4_bootstrap_member_of_a_never_created_cluster_bootstraps(record: str) -> None:
+    decision = decide_start(facts(record=record))
+    assert decision == Decision("bootstrap", f"data=absent cluster=unreachable record={record}")
 
 
 @pytest.mark.parametrize(
@@ -201,29 +210,23 @@ def test_case4_bootstrap_member_of_a_never_created_cluster_bootstraps(
     ],
     ids=["not a bootstrap member", "state existing", "record present", "record unreadable"],
 )
-def test_case4_refuses_to_bootstrap(
-    agent: ModuleType, changes: dict[str, object], why: str
-) -> None:
-    decision = agent.decide_start(facts(agent, **changes))
+def test_case4_refuses_to_bootstrap(changes: dict[str, object], why: str) -> None:
+    decision = decide_start(facts(**changes))
     record = changes.get("record", "absent")
-    assert decision == agent.Decision(
-        "wait", f"data=absent cluster=unreachable record={record}", why
-    )
+    assert decision == Decision("wait", f"data=absent cluster=unreachable record={record}", why)
 
 
 # -- initial-cluster for joining, scale-down targets -----------------------------------------
 
 
-def test_join_initial_cluster_names_unstarted_members_by_pod_and_drops_the_stale_self(
-    agent: ModuleType,
-) -> None:
+def test_join_initial_cluster_names_unstarted_members_by_pod_and_drops_the_stale_self() -> None:
     members = [
-        member(agent, "etcd-0", "17"),
-        member(agent, "etcd-2", "19", started=False),
-        member(agent, "etcd-1", "18"),  # the stale self: replaced by this pod's own entry
-        agent.Member("21", "etcd-4", (url("etcd-4"), "http://10.0.0.4:2380"), (), False),
+        member("etcd-0", "17"),
+        member("etcd-2", "19", started=False),
+        member("etcd-1", "18"),  # the stale self: replaced by this pod's own entry
+        Member("21", "etcd-4", (url("etcd-4"), "http://10.0.0.4:2380"), (), False),
     ]
-    assert agent.join_initial_cluster(members, "etcd-1", [url("etcd-1")]) == ",".join(
+    assert join_initial_cluster(members, "etcd-1", [url("etcd-1")]) == ",".join(
         [
             f"etcd-0={url('etcd-0')}",
             f"etcd-2={url('etcd-2')}",
@@ -234,40 +237,38 @@ def test_join_initial_cluster_names_unstarted_members_by_pod_and_drops_the_stale
     )
 
 
-def test_scale_down_targets_highest_ordinal_first_by_name_or_peer_host(
-    agent: ModuleType,
-) -> None:
+def test_scale_down_targets_highest_ordinal_first_by_name_or_peer_host() -> None:
     members = [
-        member(agent, "etcd-0", "1"),
-        member(agent, "etcd-3", "4"),
-        member(agent, "etcd-4", "5", started=False),
-        member(agent, "etcd-10", "6"),
-        member(agent, "other-7", "7"),
-        member(agent, "etcd-2", "3"),
+        member("etcd-0", "1"),
+        member("etcd-3", "4"),
+        member("etcd-4", "5", started=False),
+        member("etcd-10", "6"),
+        member("other-7", "7"),
+        member("etcd-2", "3"),
     ]
-    targets = agent.scale_down_targets(members, "etcd", 3)
+    targets = scale_down_targets(members, "etcd", 3)
     assert [(ordinal, m.id) for ordinal, m in targets] == [(10, "6"), (4, "5"), (3, "4")]
-    assert agent.scale_down_targets(members, "etcd", 11) == []
+    assert scale_down_targets(members, "etcd", 11) == []
 
 
-def test_remaining_voters_skip_the_target_learners_and_other_targets(agent: ModuleType) -> None:
+def test_remaining_voters_skip_the_target_learners_and_other_targets() -> None:
     members = [
-        member(agent, "etcd-0", "1"),
-        member(agent, "etcd-1", "2", learner=True),
-        member(agent, "etcd-2", "3"),
-        member(agent, "etcd-3", "4"),
-        member(agent, "etcd-4", "5"),
+        member("etcd-0", "1"),
+        member("etcd-1", "2", learner=True),
+        member("etcd-2", "3"),
+        member("etcd-3", "4"),
+        member("etcd-4", "5"),
     ]
-    keep = agent.remaining_voters(members, "etcd", 3, members[4])
+    keep = remaining_voters(members, "etcd", 3, members[4])
     assert [m.id for m in keep] == ["1", "3"]
 
 
-def test_member_from_etcd_json_with_omitted_fields(agent: ModuleType) -> None:
-    added = agent.Member.from_json({"ID": "7511520526099538801", "peerURLs": [url("etcd-3")]})
-    assert added == agent.Member("7511520526099538801", "", (url("etcd-3"),), (), False)
+def test_member_from_etcd_json_with_omitted_fields() -> None:
+    added = Member.from_json({"ID": "7511520526099538801", "peerURLs": [url("etcd-3")]})
+    assert added == Member("7511520526099538801", "", (url("etcd-3"),), (), False)
     assert (added.started, added.label) == (False, "etcd-3")
-    assert agent.hex_id(added.id) == "683e481ee937e371"
-    learner = agent.Member.from_json(
+    assert hex_id(added.id) == "683e481ee937e371"
+    learner = Member.from_json(
         {"ID": "5", "name": "etcd-3", "peerURLs": [url("etcd-3")], "isLearner": True}
     )
     assert learner.is_learner and learner.label == "etcd-3" and not learner.started
@@ -280,22 +281,22 @@ def test_member_from_etcd_json_with_omitted_fields(agent: ModuleType) -> None:
     ("ip", "host"),
     [("10.1.2.3", "10.1.2.3"), ("fd00::1", "[fd00::1]"), ("[fd00::1]", "[fd00::1]")],
 )
-def test_url_host_brackets_ipv6(agent: ModuleType, ip: str, host: str) -> None:
-    assert agent.url_host(ip) == host
+def test_url_host_brackets_ipv6(ip: str, host: str) -> None:
+    assert url_host(ip) == host
 
 
-def test_expand_like_kubernetes(agent: ModuleType) -> None:
+def test_expand_like_kubernetes() -> None:
     missing: list[str] = []
     env = {"POD_NAME": "etcd-0", "EMPTY": ""}
     text = "$(POD_NAME).x $$(POD_NAME) $(EMPTY)|$(NOPE) $$ $x $("
-    assert agent.expand(text, env, missing) == "etcd-0.x $(POD_NAME) |$(NOPE) $ $x $("
+    assert expand(text, env, missing) == "etcd-0.x $(POD_NAME) |$(NOPE) $ $x $("
     assert missing == ["NOPE"]
 
 
-def test_expand_tree_reports_where_a_variable_is_missing(agent: ModuleType) -> None:
+def test_expand_tree_reports_where_a_variable_is_missing() -> None:
     missing: list[str] = []
     tree = {"a": "$(X)", "b": ["$(Y)", 3, True], "c": {"d": "$(Z)"}}
-    expanded = agent.expand_tree(tree, {"X": "1"}, missing)
+    expanded = expand_tree(tree, {"X": "1"}, missing)
     assert expanded == {"a": "1", "b": ["$(Y)", 3, True], "c": {"d": "$(Z)"}}
     assert missing == ["b[0]: $(Y)", "c.d: $(Z)"]
 
@@ -313,67 +314,67 @@ def test_expand_tree_reports_where_a_variable_is_missing(agent: ModuleType) -> N
         ("1.5", "1.5"),
     ],
 )
-def test_typed_value(agent: ModuleType, text: str, value: object) -> None:
-    result = agent.typed_value(text)
+def test_typed_value(text: str, value: object) -> None:
+    result = typed_value(text)
     assert result == value and type(result) is type(value)
 
 
-def test_extra_flags_become_typed_keys(agent: ModuleType) -> None:
+def test_extra_flags_become_typed_keys() -> None:
     config = {
         "name": "a",
         "snapshot-count": 5,
         "x-extra-flags": ["--snapshot-count=10000", "--enable-pprof", "--log-level=debug"],
     }
-    assert agent.apply_extra_flags(config, "t.json") == {
+    assert apply_extra_flags(config, "t.json") == {
         "name": "a",
         "snapshot-count": 10000,
         "enable-pprof": True,
         "log-level": "debug",
     }
-    assert agent.apply_extra_flags({"name": "a"}, "t.json") == {"name": "a"}
+    assert apply_extra_flags({"name": "a"}, "t.json") == {"name": "a"}
 
 
-def test_bad_extra_flags_are_all_reported(agent: ModuleType) -> None:
-    with pytest.raises(agent.AgentError) as err:
-        agent.apply_extra_flags({"x-extra-flags": ["k=v", 3, "--=x", "--ok=1"]}, "t.json")
+def test_bad_extra_flags_are_all_reported() -> None:
+    with pytest.raises(AgentError) as err:
+        apply_extra_flags({"x-extra-flags": ["k=v", 3, "--=x", "--ok=1"]}, "t.json")
     assert str(err.value) == (
         "t.json: x-extra-flags[0]: 'k=v' is not of the form --key=value; "
         "t.json: x-extra-flags[1]: 3 is not of the form --key=value; "
         "t.json: x-extra-flags[2]: '--=x' is not of the form --key=value"
     )
-    with pytest.raises(agent.AgentError, match=r'^t.json: x-extra-flags: must be a list of "--'):
-        agent.apply_extra_flags({"x-extra-flags": "--a=b"}, "t.json")
+    with pytest.raises(AgentError, match=r'^t.json: x-extra-flags: must be a list of "--'):
+        apply_extra_flags({"x-extra-flags": "--a=b"}, "t.json")
 
 
-def test_peer_urls_and_pod_names(agent: ModuleType) -> None:
-    assert agent.parse_initial_cluster(f"a={url('etcd-0')}, b=http://[fd00::2]:2380") == [
+def test_peer_urls_and_pod_names() -> None:
+    assert parse_initial_cluster(f"a={url('etcd-0')}, b=http://[fd00::2]:2380") == [
         ("a", url("etcd-0")),
         ("b", "http://[fd00::2]:2380"),
     ]
     with pytest.raises(ValueError, match="entry 'b' is not name=peerURL"):
-        agent.parse_initial_cluster("a=http://x:2380,b")
-    assert agent.pod_name_of(url("etcd-2")) == "etcd-2"
-    assert agent.pod_name_of("https://10.0.0.7:2380") == "10.0.0.7"
-    assert agent.pod_name_of("https://[fd00::7]:2380") == "fd00::7"
-    assert agent.client_url_of(url("etcd-2"), "https", 2379) == f"https://etcd-2.{D}:2379"
-    assert agent.client_url_of("http://[fd00::7]:2380", "http", "2379") == "http://[fd00::7]:2379"
-    assert agent.ordinal_of("etcd-12", "etcd") == 12
-    assert agent.ordinal_of("etcd-x", "etcd") is None
-    assert agent.ordinal_of("my-etcd-1", "etcd") is None
-    assert agent.normalize_url("HTTP://Etcd-0.X:2380/") == "http://etcd-0.x:2380"
+        parse_initial_cluster("a=http://x:2380,b")
+    assert pod_name_of(url("etcd-2")) == "etcd-2"
+    assert pod_name_of("https://10.0.0.7:2380") == "10.0.0.7"
+    assert pod_name_of("https://[fd00::7]:2380") == "fd00::7"
+    assert client_url_of(url("etcd-2"), "https", 2379) == f"https://etcd-2.{D}:2379"
+    assert client_url_of("http://[fd00::7]:2380", "http", "2379") == "http://[fd00::7]:2379"
+    assert ordinal_of("etcd-12", "etcd") == 12
+    assert ordinal_of("etcd-x", "etcd") is None
+    assert ordinal_of("my-etcd-1", "etcd") is None
+    assert normalize_url("HTTP://Etcd-0.X:2380/") == "http://etcd-0.x:2380"
 
 
-def test_prefix_range_end(agent: ModuleType) -> None:
-    assert agent.prefix_range_end(b"app/") == b"app0"
-    assert agent.prefix_range_end(b"a\xff") == b"b"
-    assert agent.prefix_range_end(b"\xff\xff") == b"\x00"
-    assert agent.prefix_range_end(b"") == b"\x00"
+def test_prefix_range_end() -> None:
+    assert prefix_range_end(b"app/") == b"app0"
+    assert prefix_range_end(b"a\xff") == b"b"
+    assert prefix_range_end(b"\xff\xff") == b"\x00"
+    assert prefix_range_end(b"") == b"\x00"
 
 
 # -- template, data directory ----------------------------------------------------------------
 
 
-def test_load_template_expands_and_types(agent: ModuleType, tmp_path: Path) -> None:
+def test_load_template_expands_and_types(tmp_path: Path) -> None:
     template = tmp_path / "etcd.conf.json"
     template.write_text(
         json.dumps(
@@ -387,7 +388,7 @@ def test_load_template_expands_and_types(agent: ModuleType, tmp_path: Path) -> N
             }
         )
     )
-    config = agent.load_template(str(template), {"POD_NAME": "etcd-0", "POD_IP": "fd00::5"})
+    config = load_template(str(template), {"POD_NAME": "etcd-0", "POD_IP": "fd00::5"})
     assert config == {
         "name": "etcd-0",
         "data-dir": "/var/lib/etcd/data",
@@ -415,67 +416,65 @@ def test_load_template_expands_and_types(agent: ModuleType, tmp_path: Path) -> N
         ),
     ],
 )
-def test_bad_templates_name_the_file_and_key(
-    agent: ModuleType, tmp_path: Path, content: str, message: str
-) -> None:
+def test_bad_templates_name_the_file_and_key(tmp_path: Path, content: str, message: str) -> None:
     template = tmp_path / "etcd.conf.json"
     template.write_text(content)
-    with pytest.raises(agent.AgentError) as err:
-        agent.load_template(str(template), {"POD_NAME": "etcd-0"})
+    with pytest.raises(AgentError) as err:
+        load_template(str(template), {"POD_NAME": "etcd-0"})
     assert str(err.value).startswith(f"{template}: ")
     assert message in str(err.value)
 
 
-def test_missing_template(agent: ModuleType, tmp_path: Path) -> None:
-    with pytest.raises(agent.AgentError) as err:
-        agent.load_template(str(tmp_path / "nope.json"), {})
+def test_missing_template(tmp_path: Path) -> None:
+    with pytest.raises(AgentError) as err:
+        load_template(str(tmp_path / "nope.json"), {})
     assert str(err.value) == (
         f"{tmp_path / 'nope.json'}: cannot read the etcd config template: No such file or directory"
     )
 
 
-def test_member_data_detection(agent: ModuleType, tmp_path: Path) -> None:
+def test_member_data_detection(tmp_path: Path) -> None:
     """Data is a WAL (*.wal) beside its db, as etcd decides; a snapshot alone is not data.
     More cases in test_data_decisions.py."""
     data, wal = tmp_path / "data", tmp_path / "wal"
-    assert agent.member_data_state(str(data), str(wal)) == "absent"
+    assert member_data_state(str(data), str(wal)) == "absent"
     data.mkdir()
     (data / "lost+found").mkdir()
-    assert agent.member_data_state(str(data)) == "absent"
+    assert member_data_state(str(data)) == "absent"
     (data / "member" / "snap").mkdir(parents=True)
-    assert agent.member_data_state(str(data)) == "absent"
+    assert member_data_state(str(data)) == "absent"
     (data / "member" / "snap" / "db").write_text("")
-    assert agent.member_data_state(str(data)) == "damaged"
+    assert member_data_state(str(data)) == "damaged"
     (data / "member" / "wal").mkdir()
     (data / "member" / "wal" / "0000000000000000-0000000000000000.wal").write_text("")
-    assert agent.member_data_state(str(data)) == "present"
+    assert member_data_state(str(data)) == "present"
     wal.mkdir()
-    assert agent.member_data_state(str(data), str(wal)) == "damaged"
+    assert member_data_state(str(data), str(wal)) == "damaged"
     (wal / "0000000000000000-0000000000000000.wal").write_text("")
-    assert agent.member_data_state(str(data), str(wal)) == "present"
+    assert member_data_state(str(data), str(wal)) == "present"
 
 
-def test_move_data_aside_keeps_everything_beside_itself(agent: ModuleType, tmp_path: Path) -> None:
+def test_move_data_aside_keeps_everything_beside_itself(tmp_path: Path) -> None:
     data, wal = tmp_path / "data", tmp_path / "wal-volume" / "wal"
     (data / "member" / "snap").mkdir(parents=True)
     wal.mkdir(parents=True)
     (wal / "x.wal").write_text("w")
-    stamp = agent.utc_stamp(datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC))
+    stamp = utc_stamp(datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC))
     assert stamp == "20260102T030405Z"
-    moved = agent.move_data_aside(str(data), str(wal), stamp)
+    moved = move_data_aside(str(data), str(wal), stamp)
     assert moved == [f"{data}.removed-{stamp}", f"{wal}.removed-{stamp}"]
     assert (tmp_path / f"data.removed-{stamp}" / "member" / "snap").is_dir()
     assert (tmp_path / "wal-volume" / f"wal.removed-{stamp}" / "x.wal").read_text() == "w"
     assert not data.exists() and not wal.exists()
     data.mkdir()
-    assert agent.move_data_aside(str(data), "", stamp) == [f"{data}.removed-{stamp}-1"]
+    assert move_data_aside(str(data), "", stamp) == [f"{data}.removed-{stamp}-1"]
 
 
 # -- auth.json -------------------------------------------------------------------------------
 
 
-def test_auth_spec(agent: ModuleType) -> None:
-    spec = agent.parse_auth_spec(
+def test_auth_spec() -> None:
+    spec = parse_auth_spec(
         {
             "roles": [
                 {"name": "ro", "permissions": [{"type": "read", "key": "/app/", "prefix": True}]}
@@ -484,16 +483,16 @@ def test_auth_spec(agent: ModuleType) -> None:
         },
         "auth.json",
     )
-    assert spec == agent.AuthSpec(
-        (agent.Role("ro", (agent.Permission("read", "/app/", True),)),),
-        (agent.User("ui", "/p/ui", ("ro", "root")),),
+    assert spec == AuthSpec(
+        (Role("ro", (Permission("read", "/app/", True),)),),
+        (User("ui", "/p/ui", ("ro", "root")),),
     )
-    assert agent.parse_auth_spec({}, "auth.json") == agent.AuthSpec((), ())
+    assert parse_auth_spec({}, "auth.json") == AuthSpec((), ())
 
 
-def test_bad_auth_spec_reports_every_problem(agent: ModuleType) -> None:
-    with pytest.raises(agent.AgentError) as err:
-        agent.parse_auth_spec(
+def test_bad_auth_spec_reports_every_problem() -> None:
+    with pytest.raises(AgentError) as err:
+        parse_auth_spec(
             {
                 "role": [],
                 "roles": [
@@ -521,18 +520,16 @@ def test_bad_auth_spec_reports_every_problem(agent: ModuleType) -> None:
     ]
 
 
-def test_read_secret_file_strips_only_the_trailing_newline(
-    agent: ModuleType, tmp_path: Path
-) -> None:
+def test_read_secret_file_strips_only_the_trailing_newline(tmp_path: Path) -> None:
     secret = tmp_path / "password"
     secret.write_text(" pass word \n")
-    assert agent.read_secret_file(str(secret)) == " pass word "
-    with pytest.raises(agent.AgentError, match="cannot read the password file"):
-        agent.read_secret_file(str(tmp_path / "nope"))
+    assert read_secret_file(str(secret)) == " pass word "
+    with pytest.raises(AgentError, match="cannot read the password file"):
+        read_secret_file(str(tmp_path / "nope"))
 
 
-def test_backoff_grows_to_its_cap(agent: ModuleType) -> None:
-    backoff = agent.Backoff(first=1.0, cap=10.0)
+def test_backoff_grows_to_its_cap() -> None:
+    backoff = Backoff(first=1.0, cap=10.0)
     delays = [backoff.next() for _ in range(7)]
     bounds = [(0.8, 1.2), (1.6, 2.4), (3.2, 4.8), (6.4, 9.6), (8, 12), (8, 12), (8, 12)]
     assert all(low <= d <= high for d, (low, high) in zip(delays, bounds, strict=True)), delays
@@ -550,8 +547,8 @@ def test_backoff_grows_to_its_cap(agent: ModuleType) -> None:
         "another member change is in flight: etcd-3 (learner)",
     ],
 )
-def test_refusals_etcd_lifts_by_itself_are_polled_every_second(agent: ModuleType, why: str) -> None:
-    backoff = agent.Backoff(first=1.0, cap=10.0)
+def test_refusals_etcd_lifts_by_itself_are_polled_every_second(why: str) -> None:
+    backoff = Backoff(first=1.0, cap=10.0)
     delays = [backoff.next(why) for _ in range(6)]
     assert all(0.8 <= delay <= 1.2 for delay in delays)
     assert backoff.attempt == 0

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from types import ModuleType
+import time
 
 import pytest
+from members import ClusterView, Member
+from prepare import LearnerWait, peer_url_moved
+from scale_down_decision import SCALE_DOWN_WAY_OUT, unreachable_verdict
+from settings import Settings
+from start_decision import stuck_learner_message
+from watch import WatchState, removed_member_step
 
 D = "etcd-headless.ns.svc.cluster.local"
 
 
-def member(agent: ModuleType, pod: str, member_id: str, started: bool, learner: bool) -> object:
+def member(pod: str, member_id: str, started: bool, learner: bool) -> object:
     clients = (f"http://{pod}.{D}:2379",) if started else ()
     name = pod if started else ""
-    return agent.Member(member_id, name, (f"http://{pod}.{D}:2380",), clients, learner)
+    return Member(member_id, name, (f"http://{pod}.{D}:2380",), clients, learner)
 
 
 @pytest.mark.parametrize(
@@ -27,31 +33,31 @@ def member(agent: ModuleType, pod: str, member_id: str, started: bool, learner: 
     ],
 )
 def test_with_no_member_answering_only_a_real_scale_down_is_refused(
-    agent: ModuleType, replicas: int, state: str, live: int, go_on: bool, start: str
+    replicas: int, state: str, live: int, go_on: bool, start: str
 ) -> None:
-    verdict = agent.unreachable_verdict(replicas, state, live, "HTTP 403 forbidden")
+    verdict = unreachable_verdict(replicas, state, live, "HTTP 403 forbidden")
     assert verdict[0] is go_on
     assert verdict[1].startswith(start), verdict
 
 
-def test_the_way_out_names_both_switches_and_what_they_risk(agent: ModuleType) -> None:
-    way_out = agent.SCALE_DOWN_WAY_OUT
+def test_the_way_out_names_both_switches_and_what_they_risk() -> None:
+    way_out = SCALE_DOWN_WAY_OUT
     assert "`helm upgrade --no-hooks`" in way_out
     assert "scaleDown.enabled=false" in way_out
     assert "count against quorum" in way_out and "etcdctl member remove" in way_out
 
 
 def test_the_learner_wait_counts_learners_only_and_from_when_each_was_first_seen(
-    agent: ModuleType, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [100.0]
-    monkeypatch.setattr(agent.time, "monotonic", lambda: clock[0])
-    voters = [member(agent, f"etcd-{i}", str(10 + i), True, False) for i in range(3)]
-    learner = member(agent, "etcd-3", "26", False, True)
-    unstarted_voter = member(agent, "etcd-3", "27", False, False)
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    voters = [member(f"etcd-{i}", str(10 + i), True, False) for i in range(3)]
+    learner = member("etcd-3", "26", False, True)
+    unstarted_voter = member("etcd-3", "27", False, False)
     own = (f"http://etcd-4.{D}:2380",)
-    wait = agent.LearnerWait(60)
-    stuck = agent.ClusterView((*voters, learner), "10", "99", "")
+    wait = LearnerWait(60)
+    stuck = ClusterView((*voters, learner), "10", "99", "")
     assert wait.overdue(stuck, own) == ""
     clock[0] = 159.0
     assert wait.overdue(stuck, own) == ""
@@ -63,18 +69,18 @@ def test_the_learner_wait_counts_learners_only_and_from_when_each_was_first_seen
         " members above the new count, learners included), or etcdctl member remove 1a"
     )
     # An unstarted voter (a bootstrap member on its way) is never given up on.
-    other = agent.ClusterView((*voters, unstarted_voter), "10", "99", "")
+    other = ClusterView((*voters, unstarted_voter), "10", "99", "")
     clock[0] = 1000.0
     assert wait.overdue(other, own) == ""
     # A learner seen again later starts its own count.
     assert wait.overdue(stuck, own) == ""
-    assert agent.LearnerWait(0).overdue(stuck, own) == ""
+    assert LearnerWait(0).overdue(stuck, own) == ""
     assert wait.overdue(None, own) == ""
 
 
-def test_a_started_learner_that_does_not_catch_up_is_named_as_such(agent: ModuleType) -> None:
-    learner = member(agent, "etcd-4", "255", True, True)
-    message = agent.stuck_learner_message(learner, 301.4, 300)
+def test_a_started_learner_that_does_not_catch_up_is_named_as_such() -> None:
+    learner = member("etcd-4", "255", True, True)
+    message = stuck_learner_message(learner, 301.4, 300)
     assert message.startswith(
         "giving up after 301s (--learner-wait 300): learner etcd-4 (ff) has not become a voter"
         " (started, not in sync with the leader);"
@@ -82,17 +88,17 @@ def test_a_started_learner_that_does_not_catch_up_is_named_as_such(agent: Module
     assert "`helm upgrade` with replicas=4 " in message
 
 
-def test_the_same_member_under_a_new_peer_url_is_found_by_its_name(agent: ModuleType) -> None:
-    voters = [member(agent, f"etcd-{i}", str(10 + i), True, False) for i in range(3)]
-    view = agent.ClusterView(tuple(voters), "10", "99", "")
+def test_the_same_member_under_a_new_peer_url_is_found_by_its_name() -> None:
+    voters = [member(f"etcd-{i}", str(10 + i), True, False) for i in range(3)]
+    view = ClusterView(tuple(voters), "10", "99", "")
     moved = (f"http://etcd-2.{D}:2381",)
-    assert agent.peer_url_moved(view, "etcd-2", moved) == voters[2]
+    assert peer_url_moved(view, "etcd-2", moved) == voters[2]
     # Listed under its own URL already, another name, or a member that never started: no.
-    assert agent.peer_url_moved(view, "etcd-2", voters[2].peer_urls) is None
-    assert agent.peer_url_moved(view, "etcd-3", moved) is None
-    unstarted = agent.ClusterView((*voters[:2], member(agent, "etcd-2", "12", False, True)))
-    assert agent.peer_url_moved(unstarted, "etcd-2", moved) is None
-    assert agent.peer_url_moved(None, "etcd-2", moved) is None
+    assert peer_url_moved(view, "etcd-2", voters[2].peer_urls) is None
+    assert peer_url_moved(view, "etcd-3", moved) is None
+    unstarted = ClusterView((*voters[:2], member("etcd-2", "12", False, True)))
+    assert peer_url_moved(unstarted, "etcd-2", moved) is None
+    assert peer_url_moved(None, "etcd-2", moved) is None
 
 
 class FakeKube:
@@ -112,19 +118,17 @@ class FakeKube:
         return self.delete_status, {"message": "forbidden"}
 
 
-def removed(agent: ModuleType, kube: FakeKube, rejoin_after: float, record: str = "rec") -> tuple:
-    settings = agent.Settings.from_env(
+def removed(kube: FakeKube, rejoin_after: float, record: str = "rec") -> tuple:
+    settings = Settings.from_env(
         {"POD_NAME": "etcd-3", "POD_NAMESPACE": "ns", "ETCD_AGENT_RECORD": record}
     )
-    state = agent.WatchState(rejoin_after=rejoin_after)
-    return settings, state, agent.removed_member_step(settings, kube, state, "cluster=x")
+    state = WatchState(rejoin_after=rejoin_after)
+    return settings, state, removed_member_step(settings, kube, state, "cluster=x")
 
 
-def test_a_removed_member_without_api_access_or_rejoin_says_how_to_recover(
-    agent: ModuleType,
-) -> None:
+def test_a_removed_member_without_api_access_or_rejoin_says_how_to_recover() -> None:
     for kube, rejoin_after, record in ((FakeKube(4), 0, "rec"), (FakeKube(4), 60, "")):
-        _, state, message = removed(agent, kube, rejoin_after, record)
+        _, state, message = removed(kube, rejoin_after, record)
         assert message == (
             "cluster=x member=absent -> this member was removed from the cluster, and etcd exits"
             " at once on every restart: recreate the pod (kubectl delete pod etcd-3) so that its"
@@ -133,11 +137,9 @@ def test_a_removed_member_without_api_access_or_rejoin_says_how_to_recover(
         assert kube.calls == [] and not state.pod_deleted
 
 
-def test_a_removed_member_never_deletes_its_pod_when_it_cannot_read_the_statefulset(
-    agent: ModuleType,
-) -> None:
+def test_a_removed_member_never_deletes_its_pod_when_it_cannot_read_the_statefulset() -> None:
     kube = FakeKube(None)
-    _, state, message = removed(agent, kube, 0.0001)
+    _, state, message = removed(kube, 0.0001)
     assert message.endswith(
         "(StatefulSet ns/etcd not found): recreate the pod (kubectl delete pod etcd-3) so that"
         " its prepare joins again"
@@ -146,15 +148,15 @@ def test_a_removed_member_never_deletes_its_pod_when_it_cannot_read_the_stateful
 
 
 def test_a_refused_pod_deletion_is_reported_and_not_taken_for_done(
-    agent: ModuleType, monkeypatch: pytest.MonkeyPatch
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [10.0]
-    monkeypatch.setattr(agent.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
     kube = FakeKube(4, delete_status=403)
-    settings, state, first = removed(agent, kube, 5)
+    settings, state, first = removed(kube, 5)
     assert "deleting pod etcd-3 once this has lasted 5s" in first
     clock[0] = 15.0
-    message = agent.removed_member_step(settings, kube, state, "cluster=x")
+    message = removed_member_step(settings, kube, state, "cluster=x")
     assert message == (
         "cluster=x member=absent -> this member was removed from the cluster; cannot delete pod"
         " etcd-3: HTTP 403 forbidden: recreate the pod (kubectl delete pod etcd-3) so that its"

@@ -1,7 +1,7 @@
 """The rendered defaults, byte for byte, from Helm 3.17, the newest Helm 3 and Helm 4.
 
-The chart is copied with a fixed stand-in for files/member_agent.py, so that changes to the agent
-(which is embedded in two ConfigMaps) do not churn the golden file. Regenerate with
+The chart is copied with a fixed stand-in for the agent's modules (files/etcd-agent/), so that
+changes to the agent (embedded in two ConfigMaps) do not churn the golden file. Regenerate with
 `UPDATE_GOLDEN=1 pytest tests/chart -k golden`.
 """
 
@@ -24,7 +24,9 @@ AGENT_STAND_IN = "# member agent stand-in for the golden rendering\n"
 def golden_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     chart = tmp_path_factory.mktemp("golden") / "etcd"
     shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("__pycache__"))
-    (chart / "files" / "member_agent.py").write_text(AGENT_STAND_IN)
+    shutil.rmtree(chart / "files" / "etcd-agent")
+    (chart / "files" / "etcd-agent").mkdir()
+    (chart / "files" / "etcd-agent" / "__main__.py").write_text(AGENT_STAND_IN)
     return chart
 
 

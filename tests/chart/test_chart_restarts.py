@@ -69,7 +69,7 @@ def test_a_new_chart_version_agent_code_or_role_change_keeps_the_pod_template(
     text = chart_yaml.read_text()
     assert "\nversion: 0.1.0\n" in text
     chart_yaml.write_text(text.replace("\nversion: 0.1.0\n", "\nversion: 0.2.0\n"))
-    with (chart_copy / "files" / "member_agent.py").open("a") as agent:
+    with (chart_copy / "files" / "etcd-agent" / "watch.py").open("a") as agent:
         agent.write("\n# the next version of the agent\n")
     after = rendered(helm, chart_copy, *auth("readwrite"))
 
@@ -77,7 +77,7 @@ def test_a_new_chart_version_agent_code_or_role_change_keeps_the_pod_template(
     # ... while the changes themselves reach the pods through their ConfigMaps:
     config, code = ("ConfigMap", "etcd-config"), ("ConfigMap", "etcd-agent")
     assert json.loads(after[config]["data"]["auth.json"])["roles"] == roles("readwrite")
-    assert after[code]["data"]["member_agent.py"].endswith("# the next version of the agent\n")
+    assert after[code]["data"]["watch.py"].endswith("# the next version of the agent\n")
     assert after[("StatefulSet", "etcd")]["metadata"]["labels"]["helm.sh/chart"] == "etcd-0.2.0"
     labels = pod_template(after)["metadata"]["labels"]
     assert "helm.sh/chart" not in labels and "app.kubernetes.io/version" not in labels

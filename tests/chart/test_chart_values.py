@@ -219,12 +219,12 @@ def test_containers_and_commands(helm: str) -> None:
     assert [c["name"] for c in spec["containers"]] == ["etcd", "member-agent"]
     assert container(spec, "prepare")["command"] == [
         "python3",
-        "/opt/etcd-agent/member_agent.py",
+        "/opt/etcd-agent",
         "prepare",
     ]
     assert container(spec, "member-agent")["command"] == [
         "python3",
-        "/opt/etcd-agent/member_agent.py",
+        "/opt/etcd-agent",
         "watch",
         "--rejoin-after",
         "300",
@@ -355,10 +355,12 @@ def test_volume_mounts_follow_the_contract(helm: str) -> None:
 
 def test_agent_configmap_carries_the_agent(helm: str) -> None:
     data = render(helm)[("ConfigMap", "etcd-agent")]["data"]
-    assert list(data) == ["member_agent.py"]
     from chartrender import CHART
 
-    assert data["member_agent.py"] == (CHART / "files" / "member_agent.py").read_text()
+    modules = sorted((CHART / "files" / "etcd-agent").glob("*.py"))
+    assert list(data) == [path.name for path in modules]
+    assert "__main__.py" in data and "etcd_client.py" in data
+    assert all(data[path.name] == path.read_text() for path in modules)
 
 
 def test_service_account_token_only_in_agent_containers(helm: str) -> None:
@@ -917,7 +919,7 @@ def test_scale_down_job(helm: str) -> None:
     (item,) = pod["containers"]
     assert item["command"] == [
         "python3",
-        "/opt/etcd-agent/member_agent.py",
+        "/opt/etcd-agent",
         "scale-down",
         "--replicas",
         "5",

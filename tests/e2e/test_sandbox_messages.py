@@ -144,7 +144,7 @@ def _no_promotion_manifest(helm: str, chart_dir: Path, replicas: int, path: Path
         text=True,
         check=True,
     ).stdout
-    watch = "            - /opt/etcd-agent/member_agent.py\n            - watch\n"
+    watch = "            - /opt/etcd-agent\n            - watch\n"
     assert rendered.count(watch) == 1
     path.write_text(
         rendered.replace(watch, "            - -c\n            - import time; time.sleep(1e6)\n")

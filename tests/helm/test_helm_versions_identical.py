@@ -4,7 +4,7 @@ Helm 4 parses every template file on its own before it hands the stream to a pos
 parses the result again); a block scalar that ends a template file has no final line break there,
 so its value would lose the trailing newline (`|-` instead of `|`) and switching Helm versions
 would show a diff on a live release. Every scenario is compared byte for byte, and the agent
-script must arrive exactly as `chart/files/member_agent.py` is.
+modules must arrive exactly as `chart/files/etcd-agent/*.py` are.
 """
 
 from __future__ import annotations
@@ -69,8 +69,14 @@ def test_configmap_data_identical_from_helm3_and_helm4(
         if three[key] != four[key]
     ]
     assert differing == []
-    agent = (CHART / "files" / "member_agent.py").read_bytes()
-    scripts = {key: value for key, value in three.items() if key.endswith("/member_agent.py")}
-    assert scripts and all(value == agent for value in scripts.values()), sorted(scripts)
+    modules = {
+        path.name: path.read_bytes() for path in (CHART / "files" / "etcd-agent").glob("*.py")
+    }
+    code: dict[str, dict[str, bytes]] = {}
+    for key, value in three.items():
+        configmap, _, name = key.rpartition("/")
+        if name.endswith(".py"):
+            code.setdefault(configmap, {})[name] = value
+    assert code and all(files == modules for files in code.values()), sorted(code)
     configs = [value for key, value in three.items() if key.endswith("/etcd.conf.json")]
     assert len(configs) == 1 and configs[0].endswith(b"\n}\n")

@@ -10,7 +10,6 @@ import json
 import ssl
 import threading
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from typing import Any

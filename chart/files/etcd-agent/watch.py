@@ -10,9 +10,7 @@ import os
 import re
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 
 from auth_apply import apply_auth, auth_fingerprint

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the tools pinned in the build modules under ci/gobuild/: each folder holds a go.mod and
 # go.sum (every version pinned), a tools.go that imports the main packages, and a build.conf that
-# names them. A module's binaries go to <cache>/<name>/<version>/; a version already there is not
-# built again. Needs only Go (no other toolchain is ever fetched: GOTOOLCHAIN=local).
+# names them (and may set `ldflags`, build `tags` and an `after_build` function). A module's
+# binaries go to <cache>/<name>/<version>/; a version already there is not built again. Needs
+# only Go (no other toolchain is ever fetched: GOTOOLCHAIN=local).
 # One go.mod cannot require two versions of one module, hence one folder per etcd minor.
 # Usage: ci/build-go-tools.sh [CACHE_DIR]   (default: $ETCD_CHART_CACHE or <repo>/.cache)
 set -euo pipefail
@@ -11,12 +12,12 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${1:-${ETCD_CHART_CACHE:-$repo/.cache}}
 log() { printf 'build-go-tools: %s\n' "$*" >&2; }
 
-command -v go >/dev/null || { log "error: Go is not installed (needed to build etcd 3.6/3.7, Helm 3 and the Kubernetes control plane)"; exit 2; }
+command -v go >/dev/null || { log "error: Go is not installed (needed to build etcd 3.6/3.7, Helm 3, the Kubernetes control plane and promtool)"; exit 2; }
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 for module in "$repo"/ci/gobuild/*/; do
   module=${module%/}
-  name="" version_of="" packages=() renames=() ldflags=""
+  name="" version_of="" packages=() renames=() ldflags="" tags=""
   unset -f after_build
   version=$(awk -v want="$(sed -n 's/^version_of=\([^ ]*\).*/\1/p' "$module/build.conf")" \
     '($1 == want) {print $2; exit} ($1 == "require" && $2 == want) {print $3; exit}' "$module/go.mod")
@@ -36,7 +37,8 @@ for module in "$repo"/ci/gobuild/*/; do
   mkdir -p "$cache/$name"
   work=$(mktemp -d "$cache/$name/.build-$version.XXXXXX")
   # One invocation for all of a module's commands: they share most packages, which compile once.
-  if ! go build -C "$module" -trimpath -ldflags="-s -w $ldflags" -o "$work/" "${packages[@]}"; then
+  if ! go build -C "$module" -trimpath ${tags:+-tags="$tags"} -ldflags="-s -w $ldflags" \
+      -o "$work/" "${packages[@]}"; then
     rm -rf "$work"; log "error: building $name $version failed"; exit 2
   fi
   for rename in "${renames[@]}"; do mv "$work/${rename%%:*}" "$work/${rename#*:}"; done

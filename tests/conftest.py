@@ -71,6 +71,12 @@ def every_helm(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def promtool() -> str:
+    """promtool of Prometheus 3, built from its Go module (ci/gobuild/prometheus)."""
+    return _tool("promtool")
+
+
+@pytest.fixture(scope="session")
 def etcd_bin() -> str:
     return _tool("etcd")
 

@@ -90,6 +90,64 @@ authentication, so NodePort and LoadBalancer Services leave it out unless asked.
 {{- else if $svc.exposeMetrics }}true{{ end -}}
 {{- end -}}
 
+{{/* The label that tells the headless Service from the client Service (both carry the same
+common labels): the ServiceMonitor selects the headless one, which lists members that are not
+ready. */}}
+{{- define "etcd.headlessServiceLabel" -}}
+etcd-chart/service: headless
+{{- end -}}
+
+{{/* PromQL label matchers of this cluster's series: metrics.selector, or the job the chart's
+monitors set and the release namespace. */}}
+{{- define "etcd.metricsSelector" -}}
+{{- default (printf "job=%q,namespace=%q" (include "etcd.fullname" .) .Release.Namespace) .Values.metrics.selector -}}
+{{- end -}}
+
+{{/* A monitor's labels: the chart's and its own (`list $ monitor`), as one map so that a key in
+both is written once. */}}
+{{- define "etcd.monitoringLabels" -}}
+{{- $root := index . 0 -}}
+{{- toYaml (merge (deepCopy (default (dict) (index . 1).labels)) (include "etcd.labels" $root | fromYaml)) -}}
+{{- end -}}
+
+{{/* The scrape settings shared by the ServiceMonitor and PodMonitor endpoint (`list $ monitor`).
+`job` is set to F whatever the monitor's kind (a PodMonitor would name it NS/F, a ServiceMonitor
+after the Service), so the alerts and the dashboard have one selector. */}}
+{{- define "etcd.scrapeSettings" -}}
+{{- $monitor := index . 1 -}}
+{{- with $monitor.interval }}
+interval: {{ . }}
+{{- end }}
+{{- with $monitor.scrapeTimeout }}
+scrapeTimeout: {{ . }}
+{{- end }}
+{{- if $monitor.honorLabels }}
+honorLabels: true
+{{- end }}
+relabelings:
+  - action: replace
+    targetLabel: job
+    replacement: {{ include "etcd.fullname" (index . 0) }}
+  {{- with $monitor.relabelings }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $monitor.metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Milliseconds of a Prometheus duration (`1m30s`, `500ms`); "" for "". */}}
+{{- define "etcd.durationMs" -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 "w" 604800000 "y" 31536000000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d|w|y)" (toString .) -1 -}}
+{{- $unit := regexReplaceAll "^[0-9]+" . "" -}}
+{{- $total = add $total (mul (regexReplaceAll "[a-z]+$" . "" | int64) (index $units $unit)) -}}
+{{- end -}}
+{{- if . }}{{ $total }}{{ end -}}
+{{- end -}}
+
 {{/* "true" when the PodDisruptionBudget is rendered: with 3 or more members, or with 2 when
 maxUnavailable is 0 (blocking drains, allowed explicitly). With 1 or 2 members no budget keeps a
 quorum through a drain. */}}
@@ -871,6 +929,26 @@ pods and the release; they never take over what the chart and its member agent o
 {{- else if not (and $object.apiVersion $object.kind ($object.metadata).name) -}}
 {{- $errors = append $errors (printf "extraDeploy[%d]: every object needs apiVersion, kind and metadata.name. Add the missing ones." $i) -}}
 {{- end -}}
+{{- end -}}
+{{- $metrics := $v.metrics -}}
+{{- if and $metrics.serviceMonitor.enabled $metrics.podMonitor.enabled -}}
+{{- $errors = append $errors "metrics.podMonitor.enabled: set together with metrics.serviceMonitor.enabled, so Prometheus would scrape every member twice and the alerts would count each member twice. Keep one of them." -}}
+{{- end -}}
+{{- range $kind := list "serviceMonitor" "podMonitor" -}}
+{{- $monitor := index $metrics $kind -}}
+{{- if $monitor.enabled -}}
+{{- $interval := include "etcd.durationMs" $monitor.interval -}}
+{{- $timeout := include "etcd.durationMs" $monitor.scrapeTimeout -}}
+{{- if and $interval $timeout (gt (int64 $timeout) (int64 $interval)) -}}
+{{- $errors = append $errors (printf "metrics.%s.scrapeTimeout: %s is longer than metrics.%s.interval (%s), which the Prometheus Operator refuses. Lower the timeout to at most the interval." $kind $monitor.scrapeTimeout $kind $monitor.interval) -}}
+{{- end -}}
+{{- if and $np.enabled $np.metrics.restrict (not $np.metrics.namespaceSelectors) (not $np.metrics.podSelectors) -}}
+{{- $errors = append $errors (printf "metrics.%s.enabled: networkPolicy.metrics.restrict with no selector lets no pod reach the metrics port, so Prometheus could not scrape the members. Add Prometheus' namespace to networkPolicy.metrics.namespaceSelectors (or its pods to networkPolicy.metrics.podSelectors)." $kind) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (or $metrics.prometheusRule.enabled $metrics.grafanaDashboard.enabled) (not $metrics.serviceMonitor.enabled) (not $metrics.podMonitor.enabled) (not $metrics.selector) -}}
+{{- $errors = append $errors (printf "metrics.selector: required for the PrometheusRule and the Grafana dashboard without the chart's ServiceMonitor or PodMonitor, since their queries select job=%q, which only those monitors set. Enable metrics.serviceMonitor or metrics.podMonitor, or set metrics.selector to the labels your scrape configuration gives the members (e.g. job=\"etcd\")." (include "etcd.fullname" .)) -}}
 {{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nvalue errors:\n  - %s\n" (join "\n  - " $errors)) -}}

@@ -12,10 +12,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "chart"
+PROMETHEUS_OPERATOR_SCHEMAS = REPO / "tests" / "data" / "prometheus-operator"
+MONITORING_KINDS = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
 SCENARIO_DIR = CHART / "ci"
 SCENARIOS = sorted(p.name.removesuffix("-values.yaml") for p in SCENARIO_DIR.glob("*-values.yaml"))
 
@@ -129,3 +132,39 @@ def peer_list(
         f"{fullname}-{i}={scheme}://{fullname}-{i}.{fullname}-headless.{namespace}.svc.{domain}:{port}"
         for i in range(replicas)
     )
+
+
+def _closed(schema: Any) -> Any:
+    """A CRD schema that refuses unknown fields, as the API server's strict field validation
+    (kubectl's default) does: every object with properties gets `additionalProperties: false`
+    unless it keeps unknown fields (`x-kubernetes-preserve-unknown-fields`)."""
+    if isinstance(schema, list):
+        return [_closed(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    closed = {key: _closed(value) for key, value in schema.items()}
+    if (
+        "properties" in schema
+        and "additionalProperties" not in schema
+        and not schema.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        closed["additionalProperties"] = False
+    return closed
+
+
+@functools.cache
+def _monitoring_validator(kind: str) -> jsonschema.Draft7Validator:
+    path = PROMETHEUS_OPERATOR_SCHEMAS / f"monitoring.coreos.com_v1_{kind}.json"
+    return jsonschema.Draft7Validator(_closed(json.loads(path.read_text())))
+
+
+def monitoring_problems(body: dict[str, Any]) -> list[str]:
+    """Where a ServiceMonitor, PodMonitor or PrometheusRule breaks its v1 CRD schema."""
+    kind = body["kind"]
+    assert kind in MONITORING_KINDS, f"{kind}: no Prometheus Operator schema for this kind"
+    assert body["apiVersion"] == "monitoring.coreos.com/v1", body["apiVersion"]
+    return [
+        f"{kind}/{body['metadata']['name']}: "
+        f"{'.'.join(str(part) for part in error.absolute_path)}: {error.message}"
+        for error in _monitoring_validator(kind).iter_errors(body)
+    ]

@@ -17,6 +17,7 @@ from chartrender import (
     SCENARIOS,
     etcd_config,
     helm_template,
+    monitoring_problems,
     parse,
     peer_list,
     render_text,
@@ -57,6 +58,9 @@ def _validate(objects: dict[tuple[str, str], dict[str, Any]], shared: Path) -> l
             for error in _crd_validator(shared, kind).iter_errors(body):
                 path = ".".join(str(part) for part in error.absolute_path)
                 problems.append(f"{kind}/{name}: {path}: {error.message}")
+            continue
+        if body["apiVersion"].startswith("monitoring.coreos.com/"):
+            problems.extend(monitoring_problems(body))
             continue
         problem = _kubernetes_problem(json.dumps(body, sort_keys=True))
         if problem:
@@ -125,6 +129,7 @@ def test_scenarios_cover_the_required_set() -> None:
         "secure",
         "existing-secrets",
         "webui",
+        "monitoring",
     }
     assert required <= set(SCENARIOS)
 

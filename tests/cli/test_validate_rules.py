@@ -142,6 +142,26 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ("service.loadBalancerClass", {"service": {"loadBalancerClass": "example.com/lb"}}),
     ("extraDeploy[0]", {"extraDeploy": ["a: [b"]}),
     ("extraDeploy[0]", {"extraDeploy": [{"apiVersion": "v1", "kind": "ConfigMap"}]}),
+    (
+        "metrics.podMonitor.enabled",
+        {"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}},
+    ),
+    (
+        "metrics.serviceMonitor.scrapeTimeout",
+        {
+            "metrics": {
+                "serviceMonitor": {"enabled": True, "interval": "15s", "scrapeTimeout": "1m"}
+            }
+        },
+    ),
+    (
+        "metrics.podMonitor.enabled",
+        {
+            "networkPolicy": {"metrics": {"restrict": True}},
+            "metrics": {"podMonitor": {"enabled": True}},
+        },
+    ),
+    ("metrics.selector", {"metrics": {"prometheusRule": {"enabled": True}}}),
 ]
 
 

@@ -264,7 +264,8 @@ async function listKeys(prefix, fresh) {
     return;
   }
   if (page.count !== null && page.count !== undefined) {
-    $("keys-count").textContent = page.count + " keys under " + (prefix || "(all keys)");
+    const noun = page.count === 1 ? " key" : " keys";
+    $("keys-count").textContent = page.count + noun + " under " + (prefix || "(all keys)");
   }
   for (const entry of page.entries) {
     const label = entry.display.slice(prefix.length) || entry.display;

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import threading
+from collections.abc import Callable
 from typing import Any
 
 from etcd_client import EtcdClient, EtcdError, Unreachable, prefix_range_end
@@ -55,15 +57,36 @@ def child_of(prefix: bytes, key: bytes) -> tuple[bytes, bool]:
 class EtcdViews:
     """Every read and write the UI makes; each call tries the endpoints in order."""
 
-    def __init__(self, client: EtcdClient, endpoints: list[str]):
-        self.client = client
+    def __init__(
+        self, client: Callable[[], EtcdClient], endpoints: list[str], password_login: bool = False
+    ):
+        self._client = client
         self.endpoints = endpoints
+        self._password_login = password_login
+        self._logged_in: EtcdClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> EtcdClient:
+        return self._client()
+
+    def _client_for(self, endpoint: str) -> EtcdClient:
+        """The client, logged in first when the UI has an etcd user: without a token etcd takes
+        the gateway's own certificate name as the user and answers "permission denied", which
+        does not look like a request to log in."""
+        client = self.client
+        if self._password_login:
+            with self._lock:
+                if self._logged_in is not client:
+                    client.authenticate(endpoint)
+                    self._logged_in = client
+        return client
 
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         last: Unreachable | None = None
         for endpoint in self.endpoints:
             try:
-                return self.client.call(endpoint, path, body)
+                return self._client_for(endpoint).call(endpoint, path, body)
             except Unreachable as err:
                 last = err
         raise NoEndpoint(str(last) if last else "no endpoint configured")
@@ -115,10 +138,11 @@ class EtcdViews:
             look["health"] = {"healthy": False, "reason": "not started"}
             look["revision"] = 0
             return look
-        healthy, reason = self.client.health(urls[0])
+        client = self.client
+        healthy, reason = client.health(urls[0])
         look["health"] = {"healthy": healthy, "reason": reason}
         try:
-            status = self.client.call(urls[0], "/v3/maintenance/status", {})
+            status = client.call(urls[0], "/v3/maintenance/status", {})
         except (EtcdError, Unreachable) as err:
             look["statusError"] = str(err)
             look["revision"] = 0

@@ -6,13 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from client_source import ClientSource
 from errors import AgentError
-from etcd_client import EtcdClient, client_tls_context
+from etcd_client import EtcdClient
 from etcd_views import EtcdViews
 from routes import (
     MAX_BODY,
@@ -124,16 +126,14 @@ class Server(ThreadingHTTPServer):
 
 
 def make_server(settings: Settings) -> Server:
-    context = client_tls_context(
-        settings.cacert, settings.cert, settings.key, settings.endpoints[0].startswith("https:")
-    )
-    client = EtcdClient(
-        context,
-        password_file=settings.etcd_password_file,
-        timeout=5.0,
-        user=settings.etcd_user or "root",
-    )
-    views = EtcdViews(client, settings.endpoints)
+    https = settings.endpoints[0].startswith("https:")
+
+    def make_client(context: ssl.SSLContext | None) -> EtcdClient:
+        user = settings.etcd_user or "root"
+        return EtcdClient(context, settings.etcd_password_file, timeout=5.0, user=user)
+
+    source = ClientSource(settings.cacert, settings.cert, settings.key, https, make_client)
+    views = EtcdViews(source.get, settings.endpoints, bool(settings.etcd_password_file))
     auth = Authenticator(settings.auth_enabled, settings.login_dir, settings.session_ttl)
     api = Api(views, auth, settings.read_only, settings.login_secret)
     handler = type("BoundHandler", (Handler,), {"api": api})

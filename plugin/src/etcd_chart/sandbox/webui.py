@@ -54,7 +54,7 @@ def _login_volume(deployment: dict[str, Any]) -> tuple[str, str, str]:
 
 
 def web_uis(state: StateDir, namespace: str, status: dict[str, Any]) -> list[WebUi]:
-    """The chart's web UI Deployments in `namespace`, each with the URLs of its Ready pods."""
+    """The chart's web UI Deployments in `namespace`, each with the URLs of its pods."""
     result = kubectl(
         state, "-n", namespace, "get", "deployments", "-l", WEBUI_COMPONENT, "-o", "json"
     )
@@ -65,11 +65,11 @@ def web_uis(state: StateDir, namespace: str, status: dict[str, Any]) -> list[Web
         name = deployment["metadata"]["name"]
         port = _container_port(deployment)
         urls = [
-            f"http://{pod['address']}:{port}/"
+            f"http://{pod['address']}:{port}/" + ("" if pod.get("ready") else " (not Ready)")
             for pod in status.get("pods") or []
             if pod.get("namespace") == namespace
             and str(pod.get("owner", "")).startswith(f"ReplicaSet/{name}-")
-            and pod.get("ready")
+            and pod.get("address")
         ]
         found.append(WebUi(name, urls, *_login_volume(deployment)))
     return found
@@ -98,7 +98,7 @@ def describe(state: StateDir, namespace: str, status: dict[str, Any]) -> list[st
     """The lines `up` and `upgrade` print about the web UI (none without one)."""
     lines = []
     for ui in web_uis(state, namespace, status):
-        where = ", ".join(ui.urls) or "(no Ready pod)"
+        where = ", ".join(ui.urls) or "(no pod yet)"
         password = ensure_login(state, namespace, ui)
         if not ui.login_secret:
             lines.append(f"web UI: {where} (no login)")

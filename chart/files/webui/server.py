@@ -28,7 +28,7 @@ from routes import (
     route,
 )
 from sessions import Authenticator
-from settings import Settings
+from ui_settings import Settings
 
 PROGRAM_DIR = os.path.dirname(os.path.abspath(__file__))
 

@@ -8,6 +8,7 @@ import signal
 import socket
 import ssl
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
@@ -142,6 +143,18 @@ def make_server(settings: Settings) -> Server:
     return Server((settings.listen_host, settings.port), handler)
 
 
+def serve_localhost(server: Server, port: int) -> None:
+    """Also answer on 127.0.0.1, where `kubectl port-forward` connects inside the pod. Where that
+    address is taken (the sandbox, whose pods share this machine's loopback) only the pod IP
+    serves, as the log says."""
+    try:
+        local = Server(("127.0.0.1", port), server.RequestHandlerClass)
+    except OSError as err:
+        print(f"etcd-webui: not serving on 127.0.0.1:{port}: {err.strerror}", file=sys.stderr)
+        return
+    threading.Thread(target=local.serve_forever, name="localhost", daemon=True).start()
+
+
 def main() -> int:
     try:
         settings = Settings.from_env(os.environ)
@@ -150,6 +163,8 @@ def main() -> int:
         print(f"etcd-webui: {err}", file=sys.stderr)
         return 1
     signal.signal(signal.SIGTERM, stop)
+    if settings.listen_host not in ("0.0.0.0", "127.0.0.1", "::"):  # noqa: S104
+        serve_localhost(server, settings.port)
     mode = "read-only" if settings.read_only else "read-write"
     login = "login required" if settings.auth_enabled else "no login"
     print(

@@ -8,7 +8,8 @@
 #   Helm 3, kube-apiserver, kube-controller-manager and kube-scheduler 1.37 (the sandbox's
 #   control plane), and promtool (Prometheus 3, for the chart's alerting rules), linked as
 #   .cache/bin/promtool;
-#   and a Python virtual environment with the plugin installed.
+#   Debian's chromium (apt-get, for the Web UI's browser tests);
+#   and a Python virtual environment with the plugin installed (Playwright among the test tools).
 # A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
 set -euo pipefail
 
@@ -82,6 +83,19 @@ if ! have_debian; then
     install -m 0755 "$found" "$etcd_dir/v$debian_version/$tool"
   done
   rm -rf "$extract"
+fi
+
+# Chromium for the Web UI's browser tests (driven by Playwright, from the test dependencies, which
+# never downloads a browser here): Debian's package of the system's own suite, installed with
+# apt-get because it needs some twenty shared libraries the system lacks (dpkg -x of chromium alone
+# does not run). The .debs stay in $cache/apt/chromium, so a reinstall downloads nothing.
+if ! command -v chromium >/dev/null; then
+  chromium_debs=$cache/apt/chromium
+  mkdir -p "$chromium_debs/partial"
+  apt-cache show chromium >/dev/null 2>&1 || apt-get -qq update >&2
+  log "installing Debian's chromium (for the Web UI tests)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Dir::Cache::Archives="$chromium_debs" chromium >&2
 fi
 
 # Built from Go modules (ci/gobuild/): etcd 3.6 and 3.7, Helm 3, the Kubernetes control plane,

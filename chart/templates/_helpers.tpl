@@ -69,6 +69,32 @@ hook runs; the StatefulSet has shrunk by then if the upgrade went through. */}}
 {{- printf "%s-webui" (include "etcd.fullname" .) -}}
 {{- end -}}
 
+{{/* "true" when the chart's own web UI is deployed. */}}
+{{- define "etcd.webuiBuiltin" -}}
+{{- if and .Values.webui.enabled (eq .Values.webui.kind "builtin") }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when the member agent creates the built-in UI's etcd user and role (RBAC on). */}}
+{{- define "etcd.webuiEtcdUser" -}}
+{{- if and (include "etcd.webuiBuiltin" .) .Values.auth.rbac.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The Secret with the built-in UI's login: webui.auth.existingSecret, else F-webui-login. */}}
+{{- define "etcd.webuiLoginSecret" -}}
+{{- default (printf "%s-webui-login" (include "etcd.fullname" .)) .Values.webui.auth.existingSecret -}}
+{{- end -}}
+
+{{/*
+The built-in UI's program (files/webui/: modules, index.html, app.js, style.css) as ConfigMap
+data, one flat key per file; its pod adds the agent's etcd_client.py and errors.py beside them.
+*/}}
+{{- define "etcd.webuiCodeData" -}}
+{{- range $path, $_ := .Files.Glob "files/webui/*" }}
+{{ base $path }}: |
+  {{- $.Files.Get $path | trimSuffix "\n" | nindent 2 }}
+{{- end }}
+{{- end -}}
+
 {{/* The label that lets a pod reach the client port when the NetworkPolicy is on. */}}
 {{- define "etcd.clientAccessLabel" -}}
 {{- printf "%s-client" (include "etcd.fullname" .) -}}
@@ -498,6 +524,13 @@ appear in a ConfigMap.
 {{- end -}}
 {{- $roles = append $roles (dict "name" .name "permissions" $permissions) -}}
 {{- end -}}
+{{- if include "etcd.webuiEtcdUser" . -}}
+{{- $ui := .Values.webui -}}
+{{- /* The empty prefix: every key (the agent grants it as etcdctl does, ["\0", "\0")). */ -}}
+{{- $permission := dict "type" (ternary "read" "readwrite" $ui.readOnly) "key" "" "prefix" true -}}
+{{- $roles = append $roles (dict "name" $ui.etcdUser.name "permissions" (list $permission)) -}}
+{{- $users = append $users (dict "name" $ui.etcdUser.name "roles" (list $ui.etcdUser.name) "passwordFile" "/etc/etcd/auth/webui/password") -}}
+{{- end -}}
 {{- toPrettyJson (dict "users" $users "roles" $roles) -}}
 {{- end -}}
 
@@ -650,6 +683,15 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
       - key: {{ default "password" ($user.password).key }}
         path: password
 {{- end }}
+{{- if include "etcd.webuiEtcdUser" . }}
+- name: auth-webui
+  secret:
+    secretName: {{ .Values.webui.etcdUser.password.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.webui.etcdUser.password.key }}
+        path: password
+{{- end }}
 {{- end -}}
 
 {{- define "etcd.authMounts" -}}
@@ -659,6 +701,11 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
 {{- range $i, $user := .Values.auth.rbac.users }}
 - name: auth-user-{{ $i }}
   mountPath: /etc/etcd/auth/users/{{ $user.name }}
+  readOnly: true
+{{- end }}
+{{- if include "etcd.webuiEtcdUser" . }}
+- name: auth-webui
+  mountPath: /etc/etcd/auth/webui
   readOnly: true
 {{- end }}
 {{- end -}}
@@ -780,8 +827,29 @@ value and the fix.
 {{- if and $v.persistence.wal.enabled (not $v.persistence.enabled) -}}
 {{- $errors = append $errors "persistence.wal.enabled: a separate WAL volume needs persistence.enabled=true. Turn persistence on, or turn the WAL volume off." -}}
 {{- end -}}
-{{- if not (has $v.webui.kind (list "etcdkeeper" "e3w")) -}}
-{{- $errors = append $errors (printf "webui.kind: %q is unknown. Use etcdkeeper or e3w." $v.webui.kind) -}}
+{{- $ui := $v.webui -}}
+{{- if not (has $ui.kind (list "builtin" "etcdkeeper" "e3w")) -}}
+{{- $errors = append $errors (printf "webui.kind: %q is unknown. Use builtin, etcdkeeper or e3w." $ui.kind) -}}
+{{- else if and $ui.enabled (ne $ui.kind "builtin") $ui.auth.enabled -}}
+{{- $errors = append $errors (printf "webui.auth.enabled: %s has no login, so anyone who reaches its Service could read (and change) every key. Set webui.auth.enabled=false to run it anyway (keep its Service ClusterIP), or use webui.kind=builtin." $ui.kind) -}}
+{{- end -}}
+{{- if include "etcd.webuiEtcdUser" . -}}
+{{- if not $ui.etcdUser.password.existingSecret -}}
+{{- $errors = append $errors (printf "webui.etcdUser.password.existingSecret: required with webui.enabled and auth.rbac.enabled: the web UI logs in to etcd as user %q with this password. Create a Secret with it (kubectl create secret generic etcd-webui-etcd --from-literal=password=\"$(openssl rand -base64 24)\") and name it here." $ui.etcdUser.name) -}}
+{{- end -}}
+{{- if eq $ui.etcdUser.name "root" -}}
+{{- $errors = append $errors "webui.etcdUser.name: root would give the web UI every right in etcd. Give it a user of its own (the default is webui)." -}}
+{{- end -}}
+{{- range $i, $user := $rbac.users -}}
+{{- if eq $user.name $ui.etcdUser.name -}}
+{{- $errors = append $errors (printf "auth.rbac.users[%d].name: %q is the web UI's etcd user, which the chart creates (webui.etcdUser). Remove this entry, or set webui.etcdUser.name to another name." $i $user.name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $i, $role := $rbac.roles -}}
+{{- if eq $role.name $ui.etcdUser.name -}}
+{{- $errors = append $errors (printf "auth.rbac.roles[%d].name: %q is the web UI's role, which the chart creates with the user webui.etcdUser. Rename your role, or set webui.etcdUser.name to another name." $i $role.name) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- if and (ne $v.service.type "NodePort") (ne $v.service.type "LoadBalancer") -}}
 {{- if or $v.service.nodePorts.client $v.service.nodePorts.metrics -}}

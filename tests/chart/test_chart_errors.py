@@ -71,8 +71,8 @@ SCHEMA_CASES = {
     ),
     "webui-kind": (
         ["--set", "webui.kind=phpetcdadmin"],
-        '- webui.kind: webui.kind must be one of the following: "etcdkeeper", "e3w"',
-        "- at '/webui/kind': value must be one of 'etcdkeeper', 'e3w'",
+        '- webui.kind: webui.kind must be one of the following: "builtin", "etcdkeeper", "e3w"',
+        "- at '/webui/kind': value must be one of 'builtin', 'etcdkeeper', 'e3w'",
     ),
     "dns-peer-typo": (
         ["--set-json", 'networkPolicy.egress.dns.to=[{"podSelecter":{}}]'],
@@ -320,7 +320,7 @@ def test_value_rule_fails_with_its_message(helm: str, case: str) -> None:
     [
         (
             ["--set", "webui.kind=phpetcdadmin"],
-            'webui.kind: "phpetcdadmin" is unknown. Use etcdkeeper or e3w.',
+            'webui.kind: "phpetcdadmin" is unknown. Use builtin, etcdkeeper or e3w.',
         ),
         (
             ["--set", "tls.source=vault"],

@@ -136,8 +136,11 @@ def test_global_image_registry(helm: str, registry: str, expected: list[str]) ->
     hook = objects[("Job", "etcd-scale-down")]["spec"]["template"]["spec"]["containers"][0]
     assert hook["image"] == expected[1]
     webui = objects[("Deployment", "etcd-webui")]["spec"]["template"]["spec"]["containers"][0]
-    assert webui["image"].endswith("/evildecay/etcdkeeper:v0.7.8")
-    assert webui["image"].startswith(registry or "ghcr.io")
+    assert webui["image"] == expected[1]  # the built-in UI runs on the agent's image
+    args += ["--set", "webui.kind=etcdkeeper,webui.auth.enabled=false"]
+    keeper = render(helm, *args)[("Deployment", "etcd-webui")]["spec"]["template"]["spec"]
+    assert keeper["containers"][0]["image"].endswith("/evildecay/etcdkeeper:v0.7.8")
+    assert keeper["containers"][0]["image"].startswith(registry or "ghcr.io")
 
 
 def test_global_image_registry_keeps_a_digest_and_prefixes_a_docker_hub_name(helm: str) -> None:

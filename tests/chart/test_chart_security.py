@@ -494,8 +494,11 @@ def test_webui_off_by_default(helm: str) -> None:
     assert ("Service", "etcd-webui") not in objects
 
 
+ETCDKEEPER = "webui.enabled=true,webui.kind=etcdkeeper,webui.auth.enabled=false"
+
+
 def test_webui_etcdkeeper(helm: str) -> None:
-    objects = render(helm, "--set", "webui.enabled=true")
+    objects = render(helm, "--set", ETCDKEEPER)
     deployment = objects[("Deployment", "etcd-webui")]["spec"]["template"]["spec"]
     (item,) = deployment["containers"]
     assert item["image"] == "ghcr.io/evildecay/etcdkeeper:v0.7.8"
@@ -507,7 +510,7 @@ def test_webui_etcdkeeper(helm: str) -> None:
 
 
 def test_webui_etcdkeeper_with_tls(helm: str) -> None:
-    objects = render(helm, "--set", "webui.enabled=true,tls.enabled=true")
+    objects = render(helm, "--set", f"{ETCDKEEPER},tls.enabled=true")
     (item,) = objects[("Deployment", "etcd-webui")]["spec"]["template"]["spec"]["containers"]
     assert item["command"][5:] == [
         "-usetls",

@@ -27,6 +27,10 @@ SECRETS = {n: f"etcd-{n}" for n in ("server", "peer", "client", "agent")}
 RBAC = {"enabled": True, "rootPassword": {"existingSecret": "root-pw"}}
 TOKEN = {"token": {"type": "simple"}}
 USER = {"name": "app", "password": {"existingSecret": "app-pw"}}
+WEBUI: dict[str, dict[str, object]] = {"webui": {"enabled": True}}
+UI_PASSWORD = {"password": {"existingSecret": "webui-pw"}}
+UI_ROOT = {"name": "root", **UI_PASSWORD}
+UI_USER = {"webui": {"enabled": True, "etcdUser": UI_PASSWORD}}
 
 # (field the chart names, values); the field with the index or key the case uses.
 CASES: list[tuple[str, dict[str, object]]] = [
@@ -89,6 +93,23 @@ CASES: list[tuple[str, dict[str, object]]] = [
     ("clusterRecord.enabled", {"clusterRecord": {"enabled": False}}),
     ("persistence.wal.enabled", {"persistence": {"enabled": False, "wal": {"enabled": True}}}),
     ("webui.kind", {"webui": {"kind": "phpmyadmin"}}),
+    ("webui.auth.enabled", {"webui": {"enabled": True, "kind": "e3w"}}),
+    ("webui.etcdUser.password.existingSecret", {"auth": {"rbac": RBAC, **TOKEN}, **WEBUI}),
+    (
+        "webui.etcdUser.name",
+        {"auth": {"rbac": RBAC, **TOKEN}, "webui": {**WEBUI["webui"], "etcdUser": UI_ROOT}},
+    ),
+    (
+        "auth.rbac.users[0].name",
+        {"auth": {"rbac": {**RBAC, "users": [{**USER, "name": "webui"}]}, **TOKEN}, **UI_USER},
+    ),
+    (
+        "auth.rbac.roles[0].name",
+        {
+            "auth": {"rbac": {**RBAC, "roles": [{"name": "webui", "permissions": []}]}, **TOKEN},
+            **UI_USER,
+        },
+    ),
     ("service.nodePorts", {"service": {"type": "ClusterIP", "nodePorts": {"client": 30379}}}),
     ("service.externalTrafficPolicy", {"service": {"externalTrafficPolicy": "Local"}}),
     (

@@ -55,7 +55,11 @@ def apply_auth(client: EtcdClient, endpoint: str, spec: AuthSpec, root_password_
         for perm in role.permissions:
             key = perm.key.encode()
             permission = {"permType": PERMISSION_TYPES[perm.type], "key": b64(key)}
-            if perm.prefix:
+            if perm.prefix and not key:
+                # The empty prefix is every key; etcd refuses an empty key and takes
+                # ["\0", "\0") for the whole keyspace, as etcdctl grants it.
+                permission = {**permission, "key": b64(b"\x00"), "range_end": b64(b"\x00")}
+            elif perm.prefix:
                 permission["range_end"] = b64(prefix_range_end(key))
             call("/v3/auth/role/grant", {"name": role.name, "perm": permission})
     for user in spec.users:

@@ -67,6 +67,9 @@ def pod_security_labels(level: str) -> dict[str, str]:
     }
 
 
+READY_OWNERS = ("StatefulSet/", "ReplicaSet/")
+
+
 class Cluster:
     """The control plane, the provisioner, the Nodes, the names pods resolve, the status file."""
 
@@ -427,8 +430,9 @@ class Cluster:
             "release": {k: self.release.get(k) for k in ("name", "namespace")},
             "pods": pods,
             "workloads": workloads,
+            # Member pods and Deployment pods (the web UI); a hook Job's pods complete instead.
             "ready": all(w["ready"] for w in workloads)
-            and all(p["ready"] for p in pods if p["owner"].startswith("StatefulSet/")),
+            and all(p["ready"] for p in pods if p["owner"].startswith(READY_OWNERS)),
         }
 
     # --- operations ------------------------------------------------------------

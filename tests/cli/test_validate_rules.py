@@ -31,6 +31,12 @@ WEBUI: dict[str, dict[str, object]] = {"webui": {"enabled": True}}
 UI_PASSWORD = {"password": {"existingSecret": "webui-pw"}}
 UI_ROOT = {"name": "root", **UI_PASSWORD}
 UI_USER = {"webui": {"enabled": True, "etcdUser": UI_PASSWORD}}
+S3 = {"enabled": True, "endpoint": "https://s3.local", "bucket": "b1", "existingSecret": "keys"}
+BACKUP = {"backup": {"enabled": True, "pvc": {"enabled": True}}}
+BACKUP_USER = {**BACKUP["backup"], "etcdUser": UI_PASSWORD}
+BACKUP_RBAC = {"backup": BACKUP_USER}
+PVC_FILE = {"claim": "", "path": "etcd-20261207T120000Z-r9.db"}
+RESTORE_PVC = {"snapshot": {"source": "pvc", "pvc": {**PVC_FILE, "claim": "c"}}}
 
 # (field the chart names, values); the field with the index or key the case uses.
 CASES: list[tuple[str, dict[str, object]]] = [
@@ -183,6 +189,45 @@ CASES: list[tuple[str, dict[str, object]]] = [
         },
     ),
     ("metrics.selector", {"metrics": {"prometheusRule": {"enabled": True}}}),
+    ("backup.enabled", {"backup": {"enabled": True}}),
+    ("backup.s3.endpoint", {"backup": {"enabled": True, "s3": {**S3, "endpoint": "s3.local"}}}),
+    ("backup.s3.bucket", {"backup": {"enabled": True, "s3": {**S3, "bucket": "B"}}}),
+    ("backup.s3.existingSecret", {"backup": {"enabled": True, "s3": {**S3, "existingSecret": ""}}}),
+    ("backup.etcdUser.password.existingSecret", {"auth": {"rbac": RBAC, **TOKEN}, **BACKUP}),
+    (
+        "backup.etcdUser.name",
+        {"auth": {"rbac": RBAC, **TOKEN}, "backup": {**BACKUP_USER, "etcdUser": UI_ROOT}},
+    ),
+    (
+        "backup.etcdUser.name",
+        {
+            "auth": {"rbac": RBAC, **TOKEN},
+            "webui": {"enabled": True, "etcdUser": {**UI_PASSWORD, "name": "ops"}},
+            "backup": {**BACKUP_USER, "etcdUser": {**UI_PASSWORD, "name": "ops"}},
+        },
+    ),
+    (
+        "auth.rbac.users[0].name",
+        {"auth": {"rbac": {**RBAC, "users": [{**USER, "name": "backup"}]}, **TOKEN}, **BACKUP_RBAC},
+    ),
+    (
+        "backup.tls.existingSecret",
+        {
+            "tls": {"enabled": True, "source": "existingSecrets", "existingSecrets": SECRETS},
+            **BACKUP,
+        },
+    ),
+    ("restore.snapshot.pvc.claim", {"restore": {"snapshot": {"source": "pvc", "pvc": PVC_FILE}}}),
+    (
+        "restore.snapshot.pvc.path",
+        {"restore": {"snapshot": {"source": "pvc", "pvc": {"claim": "c", "path": "/abs.db"}}}},
+    ),
+    ("restore.snapshot.s3.key", {"restore": {"snapshot": {"source": "s3"}}, "backup": {"s3": S3}}),
+    (
+        "restore.snapshot.source",
+        {"persistence": {"wal": {"enabled": True}}, "restore": RESTORE_PVC},
+    ),
+    ("restore.snapshot.source", {"initialClusterState": "existing", "restore": RESTORE_PVC}),
 ]
 
 

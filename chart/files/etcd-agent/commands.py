@@ -13,6 +13,14 @@ Commands (docs/architecture.md, "The member pod" and "Scale-down hook"):
                             >= N, highest first, one at a time, only while the cluster is healthy;
                             with no member answering, refuse only a real scale-down (the live
                             StatefulSet above N)
+  backup --snapshot FILE --name F --keep N [--directory DIR] [--s3]
+                            the backup Job's last step: name the checked snapshot
+                            F-<UTC time>-r<revision>.db, store it in DIR and/or the bucket of the
+                            ETCD_AGENT_S3_* settings, keep the newest N of F's snapshots there
+  restore-fetch --source pvc|s3 [--pvc-file F] [--s3-key K]
+                            init container before `etcdutl snapshot restore`: stage the release's
+                            snapshot where this member would bootstrap `new` (no data, no cluster
+                            record), else an empty one (restore.py)
 
 Python standard library only (it runs in a stock Python image): urllib and ssl to etcd's JSON
 gateway and to the Kubernetes API (one ConfigMap, the cluster record). Every decision is one line
@@ -29,8 +37,10 @@ import signal
 import threading
 from collections.abc import Mapping, Sequence
 
+from backup import run_backup
 from errors import AgentError, Terminated
 from prepare import DEFAULT_LEARNER_WAIT, run_prepare
+from restore import run_restore_fetch
 from runtime import Log, raise_terminated
 from scale_down import run_scale_down
 from settings import Settings
@@ -64,6 +74,17 @@ def _parser() -> argparse.ArgumentParser:
     scale = commands.add_parser("scale-down", help="remove members with ordinal >= N")
     scale.add_argument("--replicas", type=int, required=True, help="the new replica count N")
     scale.add_argument("--timeout", type=float, default=240, help="give up (exit 1) after")
+    backup = commands.add_parser("backup", help="store a checked snapshot, prune old ones")
+    backup.add_argument("--snapshot", required=True, help="the snapshot etcdctl saved")
+    backup.add_argument("--name", required=True, help="the release's full name F")
+    backup.add_argument("--keep", type=int, default=7, help="snapshots kept at each destination")
+    backup.add_argument("--directory", default="", help="store in this directory (the claim)")
+    backup.add_argument("--s3", action="store_true", help="upload to the ETCD_AGENT_S3_* bucket")
+    fetch = commands.add_parser("restore-fetch", help="stage the snapshot this member restores")
+    fetch.add_argument("--source", required=True, choices=("pvc", "s3"), help="where it is")
+    fetch.add_argument("--pvc-file", default="", help="the snapshot file on the mounted claim")
+    fetch.add_argument("--s3-key", default="", help="the snapshot's key in the bucket")
+    fetch.add_argument("--timeout", type=float, default=0, help="give up (exit 2) after")
     return parser
 
 
@@ -74,11 +95,20 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, raise_terminated)
     try:
+        if args.command == "backup":
+            return run_backup(
+                env, log, args.snapshot, args.name, args.keep, args.directory, args.s3
+            )
         settings = Settings.from_env(env)
         settings.require()
         if args.command == "prepare":
             settings.require("pod_name")
             return run_prepare(settings, env, log, args.timeout, args.learner_wait)
+        if args.command == "restore-fetch":
+            settings.require("pod_name")
+            return run_restore_fetch(
+                settings, env, log, args.source, args.pvc_file, args.s3_key, args.timeout
+            )
         if args.command == "watch":
             return run_watch(
                 settings, env, log, args.once, args.interval, args.timeout, args.rejoin_after

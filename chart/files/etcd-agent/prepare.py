@@ -13,6 +13,7 @@ from etcd_client import EtcdClient, EtcdError, Unreachable
 from etcd_config import load_template, write_config
 from kube_client import KubeClient, read_record
 from members import ClusterView, Member, voter_endpoints
+from restore import adopt_restored_data
 from runtime import Backoff, Deadline, Log
 from settings import Settings, tls_context
 from start_decision import (
@@ -158,6 +159,9 @@ def run_prepare(
     backoff, deadline = Backoff(), Deadline(timeout)
     learners = LearnerWait(learner_wait)
     updated: list[str] = []
+    restored = adopt_restored_data(str(config["data-dir"]), str(config.get("wal-dir") or ""))
+    if restored:
+        updated.append(restored)
     while True:
         data = member_data_state(str(config["data-dir"]), str(config.get("wal-dir") or ""))
         cluster, errors = cluster_view(client, endpoints)

@@ -34,6 +34,7 @@ class Settings:
     cacert: str
     cert: str
     key: str
+    restored_from: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -55,6 +56,7 @@ class Settings:
             cacert=env.get("ETCD_AGENT_CACERT", ""),
             cert=env.get("ETCD_AGENT_CERT", ""),
             key=env.get("ETCD_AGENT_KEY", ""),
+            restored_from=env.get("ETCD_AGENT_RESTORED_FROM", ""),
         )
 
     def require(self, *names: str) -> None:

@@ -161,3 +161,35 @@ def stuck_learner_message(member: Member, waited: float, limit: float) -> str:
         f" waits for it. If its pod cannot run or catch up, remove it: {by_helm}etcdctl member"
         f" remove {hex_id(member.id)}"
     )
+
+
+RESTORE, SKIP_RESTORE = "restore", "skip"
+
+
+def decide_restore(
+    data: str, record: str, name: str, bootstrap_names: Sequence[str], template_state: str
+) -> tuple[str, str]:
+    """(RESTORE, SKIP_RESTORE or WAIT, why): a member restores the release's snapshot only where a
+    bootstrap member would bootstrap `new` (DESIGN.md part 3, case 4), never over files."""
+    if data == DATA_PRESENT:
+        return (
+            SKIP_RESTORE,
+            "the data directory holds a member: it starts on that, never on a snapshot",
+        )
+    if data == DATA_DAMAGED:
+        return (
+            SKIP_RESTORE,
+            "the data directory holds files: a snapshot is never restored over them",
+        )
+    if name not in bootstrap_names:
+        return SKIP_RESTORE, f"{name} is not a bootstrap member: it joins the restored cluster"
+    if template_state == "existing":
+        return SKIP_RESTORE, "initial-cluster-state is existing: the cluster exists, so it joins"
+    if record == RECORD_PRESENT:
+        return SKIP_RESTORE, (
+            "the cluster record exists: the restored cluster has formed, so this member joins it"
+            " like any member that lost its data"
+        )
+    if record not in (RECORD_ABSENT, RECORD_DISABLED):
+        return WAIT, "cannot tell whether the cluster was created (cluster record unreadable)"
+    return RESTORE, "no data and no cluster record: restoring the snapshot"

@@ -146,6 +146,16 @@ def ensure_record(kube: KubeClient, settings: Settings, cluster: ClusterView, to
         if status != 200:
             raise Retry(f"PATCH ConfigMap {name}: HTTP {status} {answer.get('message', '')}")
         return f"updated the members of cluster record {name}: {members}"
+    data = {
+        "clusterID": cluster_id,
+        "token": token,
+        "createdAt": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "members": members,
+    }
+    if settings.restored_from:
+        # The release started from a snapshot (restore.snapshot): say which, for whoever reads
+        # the record later.
+        data["restoredFrom"] = settings.restored_from
     body = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -154,12 +164,7 @@ def ensure_record(kube: KubeClient, settings: Settings, cluster: ClusterView, to
             "namespace": settings.namespace,
             "labels": {"app.kubernetes.io/managed-by": "etcd-member-agent"},
         },
-        "data": {
-            "clusterID": cluster_id,
-            "token": token,
-            "createdAt": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "members": members,
-        },
+        "data": data,
     }
     try:
         status, answer = kube.request("POST", _configmap_path(settings.namespace), body)

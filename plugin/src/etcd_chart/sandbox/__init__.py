@@ -31,8 +31,9 @@ What a process kubelet cannot do, and says so:
   etcd configuration file (`listen.localhost: true`).
 - exec and grpc probes, lifecycle hooks, hostNetwork/hostPID/hostIPC, hostPath and other volume
   types than emptyDir, configMap, secret, projected, downwardAPI, persistentVolumeClaim and
-  volumeClaimTemplates; bare Pods, DaemonSets, ReplicaSets and CronJobs: each is an error naming
-  the object and field. Service environment variables (`enableServiceLinks`) are not set.
+  volumeClaimTemplates; bare Pods, DaemonSets and ReplicaSets: each is an error naming the object
+  and field. Service environment variables (`enableServiceLinks`) are not set. (CronJobs run:
+  the real controller manager makes their Jobs, on schedule or `kubectl create job --from`.)
 - Time is compressed where waiting teaches nothing: restart back-off 1 s doubling to 10 s,
   termination grace capped at 10 s, startup and readiness probes tried every 0.1 s until they
   first pass (see `runtime.py`).

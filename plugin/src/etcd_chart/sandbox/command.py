@@ -183,7 +183,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"standard) from the local provisioner; {STORAGE_CLASS} is the default class",
     )
     upgrade = actions.add_parser(
-        "upgrade", help="render again and apply the change (hooks, scale, rolling update)"
+        "upgrade",
+        help="render again and apply the change (hooks, scale, rolling update); a --name not "
+        "installed yet is installed beside the running release",
     )
     _render_arguments(upgrade)
     _state_argument(upgrade)
@@ -494,7 +496,9 @@ def _upgrade(state: StateDir, args: argparse.Namespace) -> int:
     try:
         _preflight(source(render_args), render_args, args, live=state)
         _create_objects(state, args.objects, args.namespace)
-        _install(state, "upgrade", args, render_args)
+        # A second release beside the first (a restore into a new release) is installed.
+        action = "upgrade" if _installed(state, args.name, args.namespace) else "install"
+        _install(state, action, args, render_args)
         status = client.request(
             state, {"op": "wait_ready", "timeout": args.timeout}, timeout=args.timeout + 30
         )["status"]

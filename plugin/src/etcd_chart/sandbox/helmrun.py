@@ -206,13 +206,13 @@ def check_runnable(documents: list[Document], namespace: str, bin_dir: str | Non
 
     errors: list[str] = []
     for obj in objects:
-        if obj.get("kind") not in ("StatefulSet", "Deployment", "Job"):
+        if obj.get("kind") not in ("StatefulSet", "Deployment", "Job", "CronJob"):
             continue
         meta = obj.get("metadata") or {}
         where = f"{obj['kind']} {meta.get('namespace') or namespace}/{meta.get('name')}"
         if sources.get(id(obj)):
             where = f"{sources[id(obj)]}: {where}"
-        template = copy.deepcopy((obj.get("spec") or {}).get("template") or {})
+        template = copy.deepcopy(references.pod_template(obj))
         spec = template.setdefault("spec", {})
         claims = [
             str((t.get("metadata") or {}).get("name"))

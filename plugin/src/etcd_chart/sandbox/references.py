@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-TEMPLATE_KINDS = ("StatefulSet", "Deployment", "Job", "DaemonSet", "ReplicaSet")
+TEMPLATE_KINDS = ("StatefulSet", "Deployment", "Job", "DaemonSet", "ReplicaSet", "CronJob")
 Lookup = Callable[[str, str, str], dict[str, Any] | None]
 
 
@@ -22,6 +22,15 @@ class Needed:
     name: str
     keys: set[str] = field(default_factory=set)
     users: set[str] = field(default_factory=set)
+
+
+def pod_template(obj: dict[str, Any]) -> dict[str, Any]:
+    """The pod template of a workload; a CronJob's is in its Job template."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    template: dict[str, Any] = spec.get("template") or {}
+    return template
 
 
 def _note(
@@ -88,7 +97,7 @@ def missing(objects: list[dict[str, Any]], lookup: Lookup) -> list[Needed]:
             continue
         metadata = obj.get("metadata") or {}
         namespace = str(metadata.get("namespace", ""))
-        template = (obj.get("spec") or {}).get("template") or {}
+        template = pod_template(obj)
         user = f"{obj['kind']}/{metadata.get('name')}"
         _from_pod_spec(template.get("spec") or {}, namespace, user, found)
     return [

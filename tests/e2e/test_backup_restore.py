@@ -26,6 +26,7 @@ CHART = Path(__file__).resolve().parents[2] / "chart"
 sys.path.insert(0, str(CHART / "files" / "etcd-agent"))
 from s3_client import S3Client, S3Settings  # noqa: E402
 
+BOOTSTRAP = "bootstrapping a new cluster"
 SNAPSHOT_NAME = re.compile(r"etcd-[0-9]{8}T[0-9]{6}Z-r([0-9]+)\.db")
 
 
@@ -144,7 +145,7 @@ def test_backups_on_a_claim_restore_into_a_new_release_with_every_acknowledged_w
     restored_from = f"restored from pvc:/var/lib/etcd-restore-source/{newest}"
     logs = {pod: sb.logs(pod, "prepare") for pod in statefulset_pods(sb, "etcd-restored")}
     assert sum(restored_from in log for log in logs.values()) >= 2, logs
-    assert not any("bootstrapping a new cluster" in log for log in logs.values()), logs
+    assert not any(BOOTSTRAP in log for log in logs.values()), logs
 
 
 def test_quorum_lost_for_good_is_recovered_by_the_runbook_from_the_last_backup(
@@ -164,6 +165,7 @@ def test_quorum_lost_for_good_is_recovered_by_the_runbook_from_the_last_backup(
     gateway = EtcdGateway()
     at_snapshot = keys_at(gateway, sb, "etcd", revision)
 
+    bootstrapped = {pod: sb.logs(pod, "prepare").count(BOOTSTRAP) for pod in ("etcd-1", "etcd-2")}
     for pod in ("etcd-1", "etcd-2"):
         sb.stop(pod)
         sb.lose_volume(pod)
@@ -174,7 +176,8 @@ def test_quorum_lost_for_good_is_recovered_by_the_runbook_from_the_last_backup(
     wait_for(lambda: "waiting" in sb.logs("etcd-1", "prepare"), "etcd-1's prepare to wait", 90)
     time.sleep(10)
     for pod in ("etcd-1", "etcd-2"):
-        assert "bootstrapping a new cluster" not in sb.logs(pod, "prepare")
+        assert sb.logs(pod, "prepare").count(BOOTSTRAP) == bootstrapped[pod]
+    assert "record=present -> waiting" in sb.logs("etcd-1", "prepare")
     broken = endpoints(sb.status(), ["etcd-0"])
     with pytest.raises(OSError):
         EtcdGateway(timeout=3).put(broken[0], "/after-the-loss", "refused")

@@ -81,7 +81,7 @@ def snapshot(tmp_path: Path, etcd_version: str) -> Iterator[Path]:
         etcd.wait(timeout=20)
 
 
-def test_revision_and_key_count_are_what_etcdutl_reports(snapshot: Path, etcd_version: str) -> None:
+def test_the_revision_is_what_etcdutl_reports(snapshot: Path, etcd_version: str) -> None:
     status = subprocess.run(
         [etcd_program(etcd_version, "etcdutl"), "snapshot", "status", str(snapshot), "-w", "json"],
         capture_output=True,
@@ -91,9 +91,6 @@ def test_revision_and_key_count_are_what_etcdutl_reports(snapshot: Path, etcd_ve
     expected = json.loads(status.stdout)
     facts = read_snapshot(str(snapshot))
     assert facts.revision == expected["revision"] == 152  # 150 puts, 1 delete, from revision 1
-    assert facts.total_keys == 99  # /k/0 ... /k/99 less the deleted /k/7
-    if not etcd_version.startswith("3.5."):  # etcdutl 3.5 counted every stored revision
-        assert expected["totalKey"] == 99
     assert facts.size == os.path.getsize(snapshot) - 32
 
 

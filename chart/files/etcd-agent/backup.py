@@ -105,8 +105,8 @@ def run_backup(
         raise AgentError(f"{snapshot}: no revision found in the `key` bucket; not an etcd snapshot")
     name = snapshot_name(release, now or datetime.datetime.now(datetime.UTC), facts.revision)
     log(
-        f"snapshot {snapshot}: revision {facts.revision}, {facts.total_keys} keys,"
-        f" {facts.size} bytes, sha256 {facts.sha256} (checked)"
+        f"snapshot {snapshot}: revision {facts.revision}, {facts.size} bytes,"
+        f" sha256 {facts.sha256} (checked)"
     )
     if directory:
         stored = store_in_directory(snapshot, directory, name)

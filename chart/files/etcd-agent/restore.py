@@ -106,7 +106,7 @@ def run_restore_fetch(
     except OSError as err:
         raise AgentError(f"cannot stage the snapshot in {restore_dir}: {err.strerror}") from err
     log(
-        f"{seen} -> {why}: {origin}, revision {facts.revision}, {facts.total_keys} keys,"
+        f"{seen} -> {why}: {origin}, revision {facts.revision},"
         f" sha256 {facts.sha256} (checked); etcdutl restores it next"
     )
     return 0

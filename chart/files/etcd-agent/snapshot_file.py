@@ -30,8 +30,6 @@ BRANCH_PAGE, LEAF_PAGE = 0x01, 0x02
 BUCKET_LEAF = 0x01
 FNV_OFFSET, FNV_PRIME = 0xCBF29CE484222325, 0x100000001B3
 CHUNK = 1 << 20
-# A revision key is main (8 bytes), "_", sub (8 bytes); a tombstone's ends in "t".
-TOMBSTONE_KEY_SIZE = 18
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +38,6 @@ class SnapshotFacts:
     sha256: str  # of the database, as etcd appended it
     file_sha256: str  # of the whole file, database and appended hash (what an upload signs)
     revision: int
-    total_keys: int
 
 
 def _fnv1a64(data: bytes) -> int:
@@ -144,12 +141,23 @@ class BoltReader:
         else:
             raise AgentError(f"{self.path}: unexpected page type {flags:#x} in a bucket")
 
-    def bucket_entries(self, header_and_inline: bytes) -> Iterator[tuple[bytes, bytes, int]]:
-        root, _ = BUCKET_HEADER.unpack_from(header_and_inline)
-        if root == 0:  # an inline bucket: its one page follows the header
-            yield from self.entries(header_and_inline[BUCKET_HEADER.size :])
-        else:
-            yield from self.entries(self.page(root))
+    def last_key(self, bucket_header: bytes) -> bytes:
+        """The greatest key of a bucket (b"" when it is empty)."""
+        root, _ = BUCKET_HEADER.unpack_from(bucket_header)
+        # An inline bucket's one page follows its header.
+        page = bucket_header[BUCKET_HEADER.size :] if root == 0 else self.page(root)
+        while True:
+            _, flags, count, _ = PAGE_HEADER.unpack_from(page)
+            if count == 0:
+                return b""
+            at = PAGE_HEADER.size + (count - 1) * LEAF_ELEMENT.size
+            if flags & BRANCH_PAGE:
+                page = self.page(BRANCH_ELEMENT.unpack_from(page, at)[2])
+            elif flags & LEAF_PAGE:
+                _, pos, ksize, _ = LEAF_ELEMENT.unpack_from(page, at)
+                return page[at + pos : at + pos + ksize]
+            else:
+                raise AgentError(f"{self.path}: unexpected page type {flags:#x} in a bucket")
 
     def buckets(self) -> Iterator[tuple[bytes, bytes]]:
         for name, value, flags in self.entries(self.page(self.root)):
@@ -157,46 +165,25 @@ class BoltReader:
                 yield name, value
 
 
-def _user_key(value: bytes) -> bytes:
-    """The key of a stored mvccpb.KeyValue: its field 1 (bytes), which etcd writes first."""
-    if not value or value[0] != 0x0A:
-        return b""
-    length, shift, at = 0, 0, 1
-    while at < len(value):
-        byte = value[at]
-        length |= (byte & 0x7F) << shift
-        at += 1
-        if byte < 0x80:
-            return value[at : at + length]
-        shift += 7
-    return b""
-
-
 def read_snapshot(path: str) -> SnapshotFacts:
-    """Check etcd's hash, then read the revision and the number of live keys as `etcdutl
-    snapshot status` (3.6 and later) reports them: the main revision of the last entry in the
-    `key` bucket, and the keys whose newest entry is not a tombstone."""
+    """Check etcd's hash, then read the revision as `etcdutl snapshot status` reports it: the
+    main revision of the last entry in the `key` bucket, found by walking down the rightmost
+    path of that bucket's B+tree (the number of keys is left to the etcdutl check, which prints
+    it: counting them here would read every page)."""
     size, sha256, file_sha256 = verify_hash(path)
     revision = 0
-    live: set[bytes] = set()
     try:
         with open(path, "rb") as handle:
             reader = BoltReader(handle, path)
             for name, header in reader.buckets():
-                if name != b"key":
-                    continue
-                for key, value, _ in reader.bucket_entries(header):
-                    revision = struct.unpack_from(">Q", key)[0]
-                    user_key = _user_key(value)
-                    if len(key) == TOMBSTONE_KEY_SIZE and key[-1:] == b"t":
-                        live.discard(user_key)
-                    else:
-                        live.add(user_key)
+                if name == b"key":
+                    last = reader.last_key(header)
+                    revision = struct.unpack_from(">Q", last)[0] if len(last) >= 8 else 0
     except OSError as err:
         raise AgentError(f"{path}: cannot read the snapshot: {err.strerror}") from err
     except struct.error as err:
         raise AgentError(f"{path}: damaged bbolt page: {err}") from err
-    return SnapshotFacts(size, sha256, file_sha256, revision, len(live))
+    return SnapshotFacts(size, sha256, file_sha256, revision)
 
 
 # The buckets a fresh etcd database holds (etcdutl writes into some of them while restoring).

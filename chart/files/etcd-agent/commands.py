@@ -13,12 +13,16 @@ Commands (docs/architecture.md, "The member pod" and "Scale-down hook"):
                             >= N, highest first, one at a time, only while the cluster is healthy;
                             with no member answering, refuse only a real scale-down (the live
                             StatefulSet above N)
+  defrag --replicas N       CronJob: defragment the members whose database is fragmented above
+                            --threshold-percent, one at a time, followers first and the leader
+                            last, only while every member is healthy; then disarm a NOSPACE
+                            alarm once every database is below the quota
 
 Python standard library only (it runs in a stock Python image): urllib and ssl to etcd's JSON
 gateway and to the Kubernetes API (one ConfigMap, the cluster record). Every decision is one line
 on stderr saying what the agent saw and what it did; passwords are never logged.
-Exit codes: 0 done; 1 invalid input, or scale-down refused or gave up; 2 prepare or
-watch --once gave up at --timeout; SIGTERM ends watch with 0, the others with 143.
+Exit codes: 0 done; 1 invalid input, or scale-down or defrag refused, stopped or gave up;
+2 prepare or watch --once gave up at --timeout; SIGTERM ends watch with 0, the others with 143.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import signal
 import threading
 from collections.abc import Mapping, Sequence
 
+from defrag import run_defrag
+from defrag_decision import Policy
 from errors import AgentError, Terminated
 from prepare import DEFAULT_LEARNER_WAIT, run_prepare
 from runtime import Log, raise_terminated
@@ -64,6 +70,29 @@ def _parser() -> argparse.ArgumentParser:
     scale = commands.add_parser("scale-down", help="remove members with ordinal >= N")
     scale.add_argument("--replicas", type=int, required=True, help="the new replica count N")
     scale.add_argument("--timeout", type=float, default=240, help="give up (exit 1) after")
+    defrag = commands.add_parser("defrag", help="defragment fragmented members, leader last")
+    defrag.add_argument("--replicas", type=int, required=True, help="members the release runs")
+    defrag.add_argument(
+        "--threshold-percent",
+        type=float,
+        default=30,
+        help="defragment a member when (dbSize - dbSizeInUse) / dbSize is at least this",
+    )
+    defrag.add_argument(
+        "--min-db-size", type=int, default=0, help="never defragment a smaller database (bytes)"
+    )
+    defrag.add_argument(
+        "--quota-bytes",
+        type=int,
+        default=0,
+        help="quota-backend-bytes (0: etcd's 2 GiB) where the members do not report it",
+    )
+    defrag.add_argument(
+        "--timeout", type=float, default=3600, help="start no member after this (exit 1)"
+    )
+    defrag.add_argument(
+        "--member-timeout", type=float, default=600, help="seconds one defragmentation may take"
+    )
     return parser
 
 
@@ -85,6 +114,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             )
         if args.replicas < 0:
             raise AgentError(f"--replicas {args.replicas}: must be 0 or more")
+        if args.command == "defrag":
+            if not 0 <= args.threshold_percent <= 100:
+                raise AgentError(
+                    f"--threshold-percent {args.threshold_percent:g}: must be from 0 to 100"
+                )
+            policy = Policy(args.threshold_percent, args.min_db_size)
+            return run_defrag(
+                settings,
+                log,
+                args.replicas,
+                policy,
+                args.quota_bytes,
+                args.timeout,
+                args.member_timeout,
+            )
         return run_scale_down(settings, env, log, args.replicas, args.timeout)
     except AgentError as err:
         log(f"error: {err}")

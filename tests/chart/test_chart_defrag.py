@@ -1,4 +1,4 @@
-"""The defragmentation CronJob and its NetworkPolicy."""
+"""The defragmentation CronJob and its NetworkPolicy, and the version-change override."""
 
 from __future__ import annotations
 
@@ -140,3 +140,11 @@ def test_the_pod_runs_where_the_members_run_unless_told(helm: str) -> None:
         "defrag.nodeSelector={}",
     )
     assert "nodeSelector" not in pod_of(own)["spec"]
+
+
+def test_the_version_change_override_is_an_annotation_of_the_statefulset(helm: str) -> None:
+    key = "etcd-chart/allow-unsupported-version-change"
+    default = render(helm)[("StatefulSet", "etcd")]["metadata"]["annotations"]
+    assert key not in default
+    allowed = render(helm, "--set", "upgrade.allowUnsupportedVersionChange=true")
+    assert allowed[("StatefulSet", "etcd")]["metadata"]["annotations"][key] == "true"

@@ -54,6 +54,10 @@ as a directory, they run as `python3 /opt/etcd-agent COMMAND`.
 {{- printf "%s-scale-down" (include "etcd.fullname" .) -}}
 {{- end -}}
 
+{{- define "etcd.defragName" -}}
+{{- printf "%s-defrag" (include "etcd.fullname" .) -}}
+{{- end -}}
+
 {{/* Seconds a removed member's pod waits before deleting itself: longer than any run of the
 scale-down hook (its whole budget), so a member the hook removed is never added back while the
 hook runs; the StatefulSet has shrunk by then if the upgrade went through. */}}
@@ -415,6 +419,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ include "etcd.scaleDownSelectorLabels" . }}
 {{ include "etcd.versionLabels" . }}
 app.kubernetes.io/component: scale-down
+{{- end -}}
+
+{{- define "etcd.defragSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "etcd.name" . }}-defrag
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "etcd.defragLabels" -}}
+{{ include "etcd.defragSelectorLabels" . }}
+{{ include "etcd.versionLabels" . }}
+app.kubernetes.io/component: defrag
 {{- end -}}
 
 {{- define "etcd.webuiSelectorLabels" -}}

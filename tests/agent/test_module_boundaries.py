@@ -14,7 +14,14 @@ MODULES = {path.stem: path for path in AGENT.glob("*.py") if path.stem != "__mai
 # Standard-library modules that do no I/O of their own.
 PURE_STDLIB = {"__future__", "collections.abc", "dataclasses", "ipaddress", "re", "typing"}
 PURE_STDLIB |= {"urllib.parse", "datetime"}
-PURE_AGENT = {"urls", "members", "start_decision", "scale_down_decision", "errors"}
+PURE_AGENT = {
+    "urls",
+    "members",
+    "start_decision",
+    "scale_down_decision",
+    "defrag_decision",
+    "errors",
+}
 
 
 def imports_of(path: Path) -> set[str]:

@@ -21,12 +21,16 @@ Commands (docs/architecture.md, "The member pod" and "Scale-down hook"):
                             init container before `etcdutl snapshot restore`: stage the release's
                             snapshot where this member would bootstrap `new` (no data, no cluster
                             record), else an empty one (restore.py)
+  defrag --replicas N       CronJob: defragment the members whose database is fragmented above
+                            --threshold-percent, one at a time, followers first and the leader
+                            last, only while every member is healthy; then disarm a NOSPACE
+                            alarm once every database is below the quota
 
 Python standard library only (it runs in a stock Python image): urllib and ssl to etcd's JSON
 gateway and to the Kubernetes API (one ConfigMap, the cluster record). Every decision is one line
 on stderr saying what the agent saw and what it did; passwords are never logged.
-Exit codes: 0 done; 1 invalid input, or scale-down refused or gave up; 2 prepare or
-watch --once gave up at --timeout; SIGTERM ends watch with 0, the others with 143.
+Exit codes: 0 done; 1 invalid input, or scale-down or defrag refused, stopped or gave up;
+2 prepare or watch --once gave up at --timeout; SIGTERM ends watch with 0, the others with 143.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from backup import run_backup
+from defrag import run_defrag
+from defrag_decision import Policy
 from errors import AgentError, Terminated
 from prepare import DEFAULT_LEARNER_WAIT, run_prepare
 from restore import run_restore_fetch
@@ -85,6 +91,29 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("--pvc-file", default="", help="the snapshot file on the mounted claim")
     fetch.add_argument("--s3-key", default="", help="the snapshot's key in the bucket")
     fetch.add_argument("--timeout", type=float, default=0, help="give up (exit 2) after")
+    defrag = commands.add_parser("defrag", help="defragment fragmented members, leader last")
+    defrag.add_argument("--replicas", type=int, required=True, help="members the release runs")
+    defrag.add_argument(
+        "--threshold-percent",
+        type=float,
+        default=30,
+        help="defragment a member when (dbSize - dbSizeInUse) / dbSize is at least this",
+    )
+    defrag.add_argument(
+        "--min-db-size", type=int, default=0, help="never defragment a smaller database (bytes)"
+    )
+    defrag.add_argument(
+        "--quota-bytes",
+        type=int,
+        default=0,
+        help="quota-backend-bytes (0: etcd's 2 GiB) where the members do not report it",
+    )
+    defrag.add_argument(
+        "--timeout", type=float, default=3600, help="start no member after this (exit 1)"
+    )
+    defrag.add_argument(
+        "--member-timeout", type=float, default=600, help="seconds one defragmentation may take"
+    )
     return parser
 
 
@@ -115,6 +144,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             )
         if args.replicas < 0:
             raise AgentError(f"--replicas {args.replicas}: must be 0 or more")
+        if args.command == "defrag":
+            if not 0 <= args.threshold_percent <= 100:
+                raise AgentError(
+                    f"--threshold-percent {args.threshold_percent:g}: must be from 0 to 100"
+                )
+            policy = Policy(args.threshold_percent, args.min_db_size)
+            return run_defrag(
+                settings,
+                log,
+                args.replicas,
+                policy,
+                args.quota_bytes,
+                args.timeout,
+                args.member_timeout,
+            )
         return run_scale_down(settings, env, log, args.replicas, args.timeout)
     except AgentError as err:
         log(f"error: {err}")

@@ -151,9 +151,10 @@ class EtcdClient:
         with self._lock:
             self._token = str(answer.get("token", ""))
 
-    def health(self, endpoint: str) -> tuple[bool, str]:
-        """GET /health: (healthy, reason)."""
-        request = urllib.request.Request(endpoint.rstrip("/") + "/health", method="GET")
+    def health(self, endpoint: str, query: str = "") -> tuple[bool, str]:
+        """GET /health (with `query`, e.g. `exclude=NOSPACE`): (healthy, reason)."""
+        url = endpoint.rstrip("/") + "/health" + (f"?{query}" if query else "")
+        request = urllib.request.Request(url, method="GET")
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 body = json.loads(response.read() or b"{}")

@@ -168,6 +168,7 @@ def resolve(kubeconfig: str | None, context: str | None = None) -> Target | None
 _COLLECTIONS = {
     "StatefulSet": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
     "ConfigMap": "/api/v1/namespaces/{namespace}/configmaps",
+    "Pod": "/api/v1/namespaces/{namespace}/pods",
     "Service": "/api/v1/namespaces/{namespace}/services",
     "Secret": "/api/v1/namespaces/{namespace}/secrets",
     "Issuer": "/apis/cert-manager.io/v1/namespaces/{namespace}/issuers",

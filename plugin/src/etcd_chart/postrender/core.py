@@ -6,7 +6,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from etcd_chart.postrender import checks, fieldtypes, issuers, peers, preflight, state, stream
+from etcd_chart.postrender import (
+    checks,
+    fieldtypes,
+    issuers,
+    peers,
+    preflight,
+    state,
+    stream,
+    versions,
+)
 from etcd_chart.postrender.members import (
     STATE_ANNOTATION,
     Lookup,
@@ -132,6 +141,7 @@ def post_render(text: str, options: Options, cluster: LiveCluster | None = None)
                 live_member = member_set(live_doc, member.namespace, live_lookup)
                 if live_member is not None:
                     preflight.check(member, live_member, report)
+                    versions.check(member, live_member, live_lookup, report, outcome.notes)
             # Imported here: it loads `cryptography`, which offline runs never need.
             from etcd_chart.postrender import secrets
 

@@ -28,7 +28,9 @@ for module in "$repo"/ci/gobuild/*/; do
   target=$cache/$name/$version
   done_already=1
   for package in "${packages[@]}"; do
-    binary=${package%/v[0-9]*}; binary=${binary##*/}  # go names a command after its path, less /vN
+    # go names a command after the last element of its path, or the one before a final /vN
+    binary=${package##*/}
+    if [[ $binary =~ ^v[0-9]+$ ]]; then binary=${package%/*}; binary=${binary##*/}; fi
     for rename in "${renames[@]}"; do [ "${rename%%:*}" = "$binary" ] && binary=${rename#*:}; done
     [ -x "$target/$binary" ] || done_already=0
   done

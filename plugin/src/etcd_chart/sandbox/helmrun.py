@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from etcd_chart import bundled
 from etcd_chart.helm import REPO_ROOT, ToolMissing, find_tool, helm_major
 from etcd_chart.sandbox import podspec, references
 from etcd_chart.sandbox.render import RenderArgs, RenderError
@@ -38,26 +39,19 @@ def helm_env(state: StateDir, major: int) -> dict[str, str]:
     }
 
 
-PLUGIN_YAML = """apiVersion: v1
-type: postrenderer/v1
-name: etcd-chart
-version: 0.1.0
-runtime: subprocess
-runtimeConfig:
-  platformCommand:
-    - command: ${HELM_PLUGIN_DIR}/bin/etcd-post-render
-"""
-
-
 def plugin_source(state: StateDir) -> Path:
     """The plugin directory to install: the checkout's `plugin/`, or, for a package installed
-    with pip (which has no such directory), one written into the state dir whose command runs
-    this interpreter's `etcd-chart post-render`."""
+    with pip (which has no such directory), one written into the state dir from the plugin.yaml
+    the package carries, whose command runs this interpreter's `etcd-chart post-render`."""
     if (PLUGIN_DIR / "plugin.yaml").is_file() and POST_RENDER_EXECUTABLE.is_file():
         return PLUGIN_DIR
     written = state.root / "helm" / "plugin"
     (written / "bin").mkdir(parents=True, exist_ok=True)
-    (written / "plugin.yaml").write_text(PLUGIN_YAML)
+    try:
+        manifest = bundled.plugin_manifest().read_text()
+    except OSError as err:
+        raise RenderError(f"the Helm 4 post-renderer plugin cannot be installed: {err}", 2) from err
+    (written / "plugin.yaml").write_text(manifest)
     command = written / "bin" / "etcd-post-render"
     command.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m etcd_chart.cli post-render "$@"\n')
     command.chmod(0o755)

@@ -24,23 +24,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugin" / "src"))
 
-from etcd_chart.helm import find_tool  # noqa: E402
+from etcd_chart.helm import find_tool, isolated_helm_env  # noqa: E402
 
 WRAPPER = REPO / "plugin" / "bin" / "etcd-post-render"
 CHART = REPO / "chart"
 
 
 def helm_env(home: Path, major: int) -> dict[str, str]:
-    base = home / f"helm{major}"
-    return {
-        **os.environ,
-        "HELM_DATA_HOME": str(base / "data"),
-        "HELM_CONFIG_HOME": str(base / "config"),
-        "HELM_CACHE_HOME": str(base / "cache"),
-        "HELM_PLUGINS": str(base / "data" / "plugins"),
-        "KUBECONFIG": os.devnull,
-        "ETCD_CHART_NO_TTY": "1",
-    }
+    return isolated_helm_env(home / f"helm{major}", os.devnull)
 
 
 def timed(command: list[str], env: dict[str, str], stdin: bytes | None = None) -> float:

@@ -42,21 +42,6 @@ def ok(command: list[str], env: dict[str, str] | None = None, cwd: Path | None =
     return result.stdout
 
 
-def helm_env(home: Path, major: int, **extra: str) -> dict[str, str]:
-    """A Helm home of the test's own (repositories, registry logins, plugins), per major version."""
-    base = home / f"helm{major}"
-    return {
-        **os.environ,
-        "HELM_DATA_HOME": str(base / "data"),
-        "HELM_CONFIG_HOME": str(base / "config"),
-        "HELM_CACHE_HOME": str(base / "cache"),
-        "HELM_PLUGINS": str(base / "data" / "plugins"),
-        "KUBECONFIG": os.devnull,
-        "ETCD_CHART_NO_TTY": "1",
-        **extra,
-    }
-
-
 @dataclass(frozen=True)
 class SigningKey:
     """A GnuPG key made for one test session. Helm reads the legacy keyring formats only."""

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 from argocd import PLUGIN, generate, parameter_environment, sidecar_path, unpacked_chart
-from artifacts import REPO, helm_env, ok
+from artifacts import REPO, ok
 from etcd_chart.helm import find_tool
+from helmhome import helm_env
 
 KUBE_VERSION = "1.37.0"
 API_VERSIONS = "v1,apps/v1,batch/v1,policy/v1,rbac.authorization.k8s.io/v1,networking.k8s.io/v1"

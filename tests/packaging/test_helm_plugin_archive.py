@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 from argocd import sidecar_path
-from artifacts import CHART_VERSION, KEY_NAME, REPO, SigningKey, helm_env, ok, run
+from artifacts import CHART_VERSION, KEY_NAME, REPO, SigningKey, ok, run
+from helmhome import helm_env
 
 ARCHIVE = f"etcd-chart-{CHART_VERSION}.tgz"
 

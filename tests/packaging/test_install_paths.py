@@ -23,7 +23,6 @@ from argocd import Kubectl, generate, sidecar_path, sync, unpacked_chart
 from artifacts import (
     CHART_VERSION,
     SigningKey,
-    helm_env,
     oci_registry,
     ok,
     run,
@@ -32,6 +31,7 @@ from artifacts import (
 from etcd_chart.sandbox import helmrun
 from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.state import StateDir
+from helmhome import helm_env
 from strays import leftovers, subnet_of
 
 # Its module-scoped sandbox is shared: the whole module runs in one xdist worker.

@@ -27,6 +27,22 @@ def find_tool(name: str) -> str:
     raise ToolMissing(f"{name} is not installed; run `bash ci/install-tools.sh` to fetch it")
 
 
+def isolated_helm_env(base: Path, kubeconfig: str, **extra: str) -> dict[str, str]:
+    """The environment for a Helm whose data, config, cache and plugins live under `base`: one
+    such home per Helm major version (a Helm 4 plugin.yaml where Helm 3 looks breaks Helm 3)."""
+    return {
+        **os.environ,
+        "HELM_DATA_HOME": str(base / "data"),
+        "HELM_CONFIG_HOME": str(base / "config"),
+        "HELM_CACHE_HOME": str(base / "cache"),
+        # helm 4.3 installs into $HELM_DATA_HOME/plugins whatever HELM_PLUGINS says.
+        "HELM_PLUGINS": str(base / "data" / "plugins"),
+        "KUBECONFIG": kubeconfig,
+        "ETCD_CHART_NO_TTY": "1",
+        **extra,
+    }
+
+
 INSTALL_SCRIPT = REPO_ROOT / "ci" / "install-tools.sh"
 
 

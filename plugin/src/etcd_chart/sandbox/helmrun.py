@@ -7,7 +7,6 @@ would create, are refused with the whole list."""
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from etcd_chart import bundled
-from etcd_chart.helm import REPO_ROOT, ToolMissing, find_tool, helm_major
+from etcd_chart.helm import REPO_ROOT, ToolMissing, find_tool, helm_major, isolated_helm_env
 from etcd_chart.sandbox import podspec, references
 from etcd_chart.sandbox.render import RenderArgs, RenderError
 from etcd_chart.sandbox.state import StateDir
@@ -26,17 +25,8 @@ POST_RENDER_EXECUTABLE = PLUGIN_DIR / "bin" / "etcd-post-render"
 
 
 def helm_env(state: StateDir, major: int) -> dict[str, str]:
-    """A Helm home of the sandbox's own per major version (a Helm 4 plugin.yaml breaks Helm 3)."""
-    base = state.root / "helm" / f"helm{major}"
-    return {
-        **os.environ,
-        "HELM_DATA_HOME": str(base / "data"),
-        "HELM_CONFIG_HOME": str(base / "config"),
-        "HELM_CACHE_HOME": str(base / "cache"),
-        "HELM_PLUGINS": str(base / "data" / "plugins"),
-        "KUBECONFIG": str(state.kubeconfig),
-        "ETCD_CHART_NO_TTY": "1",
-    }
+    """A Helm home of the sandbox's own per major version."""
+    return isolated_helm_env(state.root / "helm" / f"helm{major}", str(state.kubeconfig))
 
 
 def plugin_source(state: StateDir) -> Path:

@@ -14,7 +14,7 @@ from etcd_config import load_template, write_config
 from kube_client import KubeClient, read_record
 from members import ClusterView, Member, voter_endpoints
 from restore import adopt_restored_data
-from runtime import Backoff, Deadline, Log
+from runtime import Backoff, Deadline, Log, wait_or_give_up
 from settings import Settings, tls_context
 from start_decision import (
     BOOTSTRAP,
@@ -214,9 +214,5 @@ def run_prepare(
                 write_config(settings.output, final)
                 log(f"{decision.seen} -> {', '.join([*updated, done])}; wrote {settings.output}")
                 return 0
-        delay = backoff.next(why)
-        if deadline.expired(delay):
-            log(f"{decision.seen} -> giving up (--timeout): {why}")
+        if not wait_or_give_up(log, backoff, deadline, decision.seen, why):
             return 2
-        log(f"{decision.seen} -> waiting {delay}s: {why}")
-        time.sleep(delay)

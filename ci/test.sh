@@ -2,13 +2,12 @@
 # The whole test suite on a fresh machine: installs what it needs (ci/install-tools.sh), then
 # lints, type-checks and runs pytest (unit, chart renders with Helm 3 and 4, end-to-end with real etcd).
 # Extra arguments go to pytest, e.g. `bash ci/test.sh tests/unit -k postrender`. Tests run in
-# $TEST_WORKERS pytest-xdist workers (default 2; 0 runs them in this process), test by test; a
+# $TEST_WORKERS pytest-xdist workers (default 4; 0 runs them in this process), test by test; a
 # module whose module-scoped fixtures are shared (a sandbox, a release) is marked
-# `xdist_group` and runs whole in one worker. The end-to-end tests mostly wait (a run keeps 2
-# cores about a third busy), but more workers are not safe yet: with 3, a clean-clone run took
-# 27.5 min instead of about 30 and two sandbox tests failed under the load (a pod started on an
-# address the test held; a TLS handshake "internal error" while a member set converged), and with
-# 4 a 3-member `sandbox up` once stayed at 2/3 Ready for 240 s. Causes not found yet.
+# `xdist_group` and runs whole in one worker. The end-to-end tests mostly wait, so 4 workers on 2
+# cores pay off. (The sandbox failures once blamed on load came from a full disk: a run left
+# about 16 GB of etcd WAL behind in pytest's temporary directories, until pytest.ini kept only
+# failed tests' files.)
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -25,7 +24,7 @@ MYPYPATH=chart/files/etcd-agent mypy --config-file plugin/pyproject.toml chart/f
 echo "== generated files"
 python ci/generate.py --check
 echo "== pytest"
-workers=${TEST_WORKERS:-2}
+workers=${TEST_WORKERS:-4}
 if [ "$workers" = 0 ]; then
   exec python -m pytest "$@"
 fi

@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -57,6 +58,12 @@ def new_namespace(plane: ControlPlane, prefix: str = "t") -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw")
     name = f"{prefix}-{worker}-{os.getpid()}-{next(_NAMES)}"[:63]
     kubectl(plane, "create", "namespace", name)
+    # The ServiceAccount admission refuses pods until the controller manager has made the
+    # namespace's `default` ServiceAccount, a moment after the namespace.
+    deadline = time.monotonic() + 30
+    while not kubectl(plane, "-n", name, "get", "serviceaccounts", "-o", "name").strip():
+        assert time.monotonic() < deadline, f"no default ServiceAccount in {name} after 30 s"
+        time.sleep(0.1)
     return name
 
 

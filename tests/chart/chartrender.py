@@ -36,9 +36,16 @@ def scenario_file(name: str) -> str:
 
 
 @functools.cache
-def _run(command: tuple[str, ...]) -> tuple[int, str, str]:
+def _run(command: tuple[str, ...], files: tuple[bytes | None, ...]) -> tuple[int, str, str]:
+    """`files` is only part of the cache key: a test's values file may reuse the path of one an
+    earlier test wrote (pytest deletes a passed test's tmp_path and numbers the next from there)."""
     result = subprocess.run(list(command), capture_output=True, text=True, check=False)
     return result.returncode, result.stdout, result.stderr
+
+
+def _contents(argument: str) -> bytes | None:
+    path = Path(argument)
+    return path.read_bytes() if path.is_file() else None
 
 
 def helm_template(
@@ -49,7 +56,8 @@ def helm_template(
     chart: Path = CHART,
 ) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of `helm template RELEASE CHART -n NAMESPACE ARGS...`."""
-    return _run((helm, "template", release, str(chart), "--namespace", namespace, *args))
+    command = (helm, "template", release, str(chart), "--namespace", namespace, *args)
+    return _run(command, tuple(map(_contents, args)))
 
 
 def render_text(helm: str, *args: str, release: str = "etcd", namespace: str = "etcd") -> str:
@@ -85,9 +93,8 @@ def render_error(helm: str, *args: str, release: str = "etcd", namespace: str = 
 
 def notes(helm: str, *args: str, release: str = "etcd", namespace: str = "etcd") -> str:
     """NOTES.txt as `helm install --dry-run=client` prints it (no cluster is contacted)."""
-    code, out, err = _run(
-        (helm, "install", release, str(CHART), "--namespace", namespace, "--dry-run=client", *args)
-    )
+    command = (helm, "install", release, str(CHART), "--namespace", namespace, "--dry-run=client")
+    code, out, err = _run((*command, *args), tuple(map(_contents, args)))
     if code != 0:
         raise RenderError(f"helm install --dry-run=client failed ({code}):\n{err}")
     return out.rsplit("\nNOTES:\n", 1)[1]

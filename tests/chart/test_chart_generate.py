@@ -32,6 +32,8 @@ def repo_copy(tmp_path: Path) -> Path:
         "chart/values.schema.json",
         "chart/values.yaml",
         "README.md",
+        "LICENSE",
+        "chart/LICENSE",
     ):
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / path, tmp_path / path)
@@ -52,6 +54,15 @@ def test_chart_schema_is_a_copy() -> None:
     assert (REPO / "chart/values.schema.json").read_bytes() == (
         REPO / "schemas/values.schema.json"
     ).read_bytes()
+
+
+def test_chart_license_is_a_copy() -> None:
+    assert (REPO / "chart/LICENSE").read_bytes() == (REPO / "LICENSE").read_bytes()
+    assert (
+        (REPO / "LICENSE")
+        .read_text()
+        .startswith("\n                                 Apache License")
+    )
 
 
 def test_check_names_a_stale_schema_copy(

@@ -1,22 +1,18 @@
 """What a new user gets from a plain `pip install` of the built wheel or sdist, outside the
 repository.
 
-The sdist and the wheel are built from plugin/ as a release builds them (`python -m build`: the
-sdist first, the wheel from the unpacked sdist), each installed into a fresh virtual environment
-under tmp_path (no editable install, no repository on sys.path), and every command runs from a
-directory that holds only the user's own files: a values file and the chart as `helm package`
-made it. The tools a user installs next to the package (helm, kubectl, etcd, the Kubernetes
-control plane) come from a bin directory of their own.
+The sdist and the wheel are built from plugin/ as a release builds them (tests/built_package.py),
+each installed into a fresh virtual environment (no editable install, no repository on sys.path),
+and every command runs from a directory that holds only the user's own files: a values file and
+the chart as `helm package` made it. The tools a user installs next to the package (helm, kubectl,
+etcd, the Kubernetes control plane) come from a bin directory of their own.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import tarfile
-import venv
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,10 +20,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from built_package import REPO, built_package, check, fresh_venv
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.controlplane import find_binaries
 
-REPO = Path(__file__).resolve().parents[2]
 VERSION = str(yaml.safe_load((REPO / "chart" / "Chart.yaml").read_text())["version"])
 
 # Its module-scoped fixtures are shared: the whole module runs in one xdist worker.
@@ -66,30 +62,11 @@ class Installed:
         )
 
 
-def _check(command: list[str], cwd: Path) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600)
-    assert result.returncode == 0, f"{command}: {result.stdout}\n{result.stderr}"
-
-
-def _fresh_venv(path: Path, package: Path) -> Path:
-    venv.create(path, with_pip=True)
-    _check([str(path / "bin" / "python"), "-m", "pip", "install", "-q", str(package)], path.parent)
-    return path
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
+    package = built_package(tmp_path_factory)
     root = tmp_path_factory.mktemp("installed")
-    dist = root / "dist"
-    clone = root / "clone"  # the parts of a checkout the build reads, without build leftovers
-    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__", "bundled")
-    for part in ("plugin", "chart", "schemas"):
-        shutil.copytree(REPO / part, clone / part, ignore=ignore)
-    _check([sys.executable, "-m", "build", "--outdir", str(dist), "./plugin"], clone)
-    (wheel,) = dist.glob("etcd_chart-*.whl")
-    (sdist,) = dist.glob("etcd_chart-*.tar.gz")
-    env_dir = _fresh_venv(root / "venv", wheel)
-    sdist_env = _fresh_venv(root / "sdist-venv", sdist)
+    sdist_env = fresh_venv(root / "sdist-venv", package.sdist)
     tools = root / "tools"
     tools.mkdir()
     helm = find_tool("helm4")
@@ -103,10 +80,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
         (tools / Path(program).name).symlink_to(program)
     workdir = root / "work"
     workdir.mkdir()
-    _check([helm, "package", str(clone / "chart"), "--destination", str(workdir)], clone)
+    check([helm, "package", str(REPO / "chart"), "--destination", str(workdir)], root)
     (root / "home").mkdir()
     yield Installed(
-        env_dir, tools, workdir, wheel, sdist, sdist_env, workdir / f"etcd-{VERSION}.tgz"
+        package.venv,
+        tools,
+        workdir,
+        package.wheel,
+        package.sdist,
+        sdist_env,
+        workdir / f"etcd-{VERSION}.tgz",
     )
 
 
@@ -130,6 +113,7 @@ def test_wheel_carries_the_chart_schema_and_plugin_manifest(installed: Installed
     for required in (
         "etcd_chart/py.typed",
         "etcd_chart/chart/Chart.yaml",
+        "etcd_chart/chart/LICENSE",
         "etcd_chart/chart/values.yaml",
         "etcd_chart/chart/templates/statefulset.yaml",
         "etcd_chart/chart/files/etcd-agent/__main__.py",

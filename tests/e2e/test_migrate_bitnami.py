@@ -26,7 +26,7 @@ import pytest
 import yaml
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
-from etcd_versions import etcd_program
+from etcd_versions import etcd_program, etcd_release
 from membership import pod_names, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -95,16 +95,19 @@ def test_bitnami_values_convert_validate_and_boot(
         "logLevel": "warn",
     }
     assert values["pdb"] == {"maxUnavailable": None, "minAvailable": 2}
+    assert values["image"]["tag"] == "v3.5.16"
     validated = cli("validate", str(converted))
     assert (validated.returncode, validated.stdout) == (0, f"{converted}: valid\n")
 
     # The sandbox's Nodes carry no `example.com/pool` label or taint: the pool placement is off.
+    # It runs the exact etcd release of an image tag, so this machine's 3.5 stands in for 3.5.16.
+    five = etcd_release("3.5")
     sb = sandbox(
         str(chart_dir),
         "-f",
         str(converted),
         "--set",
-        "nodeSelector=null,tolerations=null,priorityClassName=",
+        f"nodeSelector=null,tolerations=null,priorityClassName=,image.tag=v{five}",
         "--storage-class",
         "fast-ssd",
         "--objects",
@@ -124,7 +127,7 @@ def test_bitnami_values_convert_validate_and_boot(
     health = sb.etcdctl("etcd-0", root, "endpoint", "health", "--cluster", "-w", "json")
     assert [h["health"] for h in json.loads(health.stdout)] == [True] * 3, health.stderr
     status = sb.etcdctl("etcd-0", root, "endpoint", "status", "-w", "json")
-    assert json.loads(status.stdout)[0]["Status"]["version"] == "3.5.16"
+    assert json.loads(status.stdout)[0]["Status"]["version"] == five
     assert sb.etcdctl("etcd-1", root, "put", "/moved/from", "bitnami").stdout == "OK\n"
     read = sb.etcdctl("etcd-2", root, "get", "/moved/from", "--print-value-only")
     assert (read.returncode, read.stdout) == (0, "bitnami\n"), read.stderr
@@ -145,7 +148,7 @@ def test_bitnami_values_convert_validate_and_boot(
     # The data path: mirror the old cluster's keys into the new release, as README says.
     target = next(p["client_url"] for p in sb.status()["pods"] if p["name"] == "etcd-0")
     with old_cluster(tmp_path / "old") as source:
-        etcdctl = etcd_program("3.5.16", "etcdctl")
+        etcdctl = etcd_program(etcd_release("3.5"), "etcdctl")
         for i in range(50):
             put = [etcdctl, f"--endpoints={source}", "put", f"/app/{i:02d}", f"value {i}"]
             assert subprocess.run(put, capture_output=True).returncode == 0
@@ -184,14 +187,15 @@ def old_cluster(data: Path) -> Iterator[str]:
     """A one-member etcd 3.5 on loopback, the cluster being moved away from; always stopped."""
     client, peer = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
     process = subprocess.Popen(
-        [etcd_program("3.5.16", "etcd"), "--name=old", f"--data-dir={data}",
+        [etcd_program(etcd_release("3.5"), "etcd"), "--name=old", f"--data-dir={data}",
          f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
          f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
          f"--initial-cluster=old={peer}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
-        health = [etcd_program("3.5.16", "etcdctl"), f"--endpoints={client}", "endpoint", "health"]
+        etcdctl = etcd_program(etcd_release("3.5"), "etcdctl")
+        health = [etcdctl, f"--endpoints={client}", "endpoint", "health"]
         deadline = time.monotonic() + 30
         while subprocess.run(health, capture_output=True).returncode != 0:
             assert process.poll() is None and time.monotonic() < deadline, (

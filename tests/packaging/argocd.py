@@ -15,13 +15,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import etcd_chart
 import yaml
 from artifacts import REPO, run
 
@@ -38,17 +36,13 @@ def unpacked_chart(package: Path, into: Path) -> Path:
     return into / "etcd"
 
 
-def sidecar_path(tmp_path: Path, helm: str) -> Path:
-    """The programs of the sidecar image: helm and the etcd-chart command of this package."""
+def sidecar_path(tmp_path: Path, helm: str, etcd_chart: Path) -> Path:
+    """The programs of the sidecar image: helm, and the `etcd-chart` that pip installed from the
+    built wheel (tests/built_package.py)."""
     bin_dir = tmp_path / "sidecar-bin"
     bin_dir.mkdir()
     (bin_dir / "helm").symlink_to(helm)
-    source = Path(etcd_chart.__file__).resolve().parents[1]
-    command = bin_dir / "etcd-chart"
-    command.write_text(
-        f'#!/bin/sh\nPYTHONPATH="{source}" exec "{sys.executable}" -m etcd_chart.cli "$@"\n'
-    )
-    command.chmod(0o755)
+    (bin_dir / "etcd-chart").symlink_to(etcd_chart)
     return bin_dir
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -146,3 +147,13 @@ def oci_registry(registry_binary: str, root: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+def staged_plugin(where: Path) -> Path:
+    """The Helm 4 plugin's directory as a release packages it: plugin.yaml and bin/ only (the code
+    comes from the Python package of the same version)."""
+    staging = where / "staging" / "etcd-chart"
+    (staging / "bin").mkdir(parents=True)
+    shutil.copy2(REPO / "plugin" / "plugin.yaml", staging)
+    shutil.copy2(REPO / "plugin" / "bin" / "etcd-post-render", staging / "bin")
+    return staging

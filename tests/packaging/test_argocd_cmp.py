@@ -13,6 +13,7 @@ import pytest
 import yaml
 from argocd import PLUGIN, generate, parameter_environment, sidecar_path, unpacked_chart
 from artifacts import REPO, ok
+from built_package import BuiltPackage
 from etcd_chart.helm import find_tool
 from helmhome import helm_env
 
@@ -52,13 +53,14 @@ def test_generate_gives_what_helm_template_with_the_post_renderer_gives(
     request: pytest.FixtureRequest,
     helm4: str,
     signed_chart: Path,
+    package: BuiltPackage,
     tmp_path: Path,
 ) -> None:
     app_dir = unpacked_chart(signed_chart, tmp_path / "checkout")
+    sidecar = sidecar_path(tmp_path, request.getfixturevalue(helm_name), package.command)
     generated = generate(
-        app_dir, [sidecar_path(tmp_path, request.getfixturevalue(helm_name))], "orders",
-        "team-a", PARAMETERS, KUBE_VERSION, API_VERSIONS,
-    )  # fmt: skip
+        app_dir, [sidecar], "orders", "team-a", PARAMETERS, KUBE_VERSION, API_VERSIONS
+    )
     assert (generated.returncode, generated.stderr) == (0, "")
 
     home = tmp_path / "helm-home"
@@ -86,12 +88,12 @@ def test_generate_gives_what_helm_template_with_the_post_renderer_gives(
 
 
 def test_generate_fails_with_nothing_on_stdout_when_the_chart_refuses(
-    helm4: str, signed_chart: Path, tmp_path: Path
+    helm4: str, signed_chart: Path, package: BuiltPackage, tmp_path: Path
 ) -> None:
     """An empty stream on a successful exit would make Argo CD prune the whole release."""
     app_dir = unpacked_chart(signed_chart, tmp_path / "checkout")
     generated = generate(
-        app_dir, [sidecar_path(tmp_path, helm4)], "orders", "team-a",
+        app_dir, [sidecar_path(tmp_path, helm4, package.command)], "orders", "team-a",
         [{"name": "set", "array": ["replicas=4"]}],
     )  # fmt: skip
     assert generated.returncode == 1

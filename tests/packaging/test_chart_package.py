@@ -105,10 +105,14 @@ def test_artifacthub_images_are_the_images_a_default_install_runs(helm4: str) ->
         assert re.search(r":v?\d+\.\d+", image), image
 
 
-def test_artifacthub_metadata_is_complete() -> None:
+def test_artifacthub_metadata_is_complete(signed_chart: Path) -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     annotations = chart["annotations"]
     assert annotations["artifacthub.io/license"] == "Apache-2.0"
+    with tarfile.open(signed_chart) as package:
+        license_file = package.extractfile("etcd/LICENSE")
+        assert license_file is not None
+        assert license_file.read() == (REPO / "LICENSE").read_bytes()
     changes = yaml.safe_load(annotations["artifacthub.io/changes"])
     assert changes and {change["kind"] for change in changes} <= {
         "added", "changed", "deprecated", "removed", "fixed", "security"

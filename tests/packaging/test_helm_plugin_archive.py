@@ -13,33 +13,30 @@ from pathlib import Path
 import pytest
 import yaml
 from argocd import sidecar_path
-from artifacts import CHART_VERSION, KEY_NAME, REPO, SigningKey, ok, run
+from artifacts import CHART_VERSION, SigningKey, ok, run, staged_plugin
+from built_package import BuiltPackage
 from helmhome import helm_env
 
 ARCHIVE = f"etcd-chart-{CHART_VERSION}.tgz"
 
 
-def staged_plugin(tmp_path: Path) -> Path:
-    staging = tmp_path / "staging" / "etcd-chart"
-    (staging / "bin").mkdir(parents=True)
-    shutil.copy2(REPO / "plugin" / "plugin.yaml", staging)
-    shutil.copy2(REPO / "plugin" / "bin" / "etcd-post-render", staging / "bin")
-    return staging
-
-
 @pytest.fixture
-def signed_archive(tmp_path: Path, helm4: str, signing_key: SigningKey) -> Path:
+def signed_archive(signed_plugin_archive: Path, tmp_path: Path) -> Path:
+    """A copy of the signed archive and its .prov, for this test alone to use or damage."""
     out = tmp_path / "dist"
-    ok([
-        helm4, "plugin", "package", str(staged_plugin(tmp_path)), "--destination", str(out),
-        "--key", KEY_NAME, "--keyring", str(signing_key.secret_keyring),
-    ], helm_env(tmp_path / "home", 4))  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == [ARCHIVE, f"{ARCHIVE}.prov"]
-    return out / ARCHIVE
+    out.mkdir()
+    shutil.copy2(signed_plugin_archive, out)
+    shutil.copy2(f"{signed_plugin_archive}.prov", out)
+    return out / signed_plugin_archive.name
 
 
 def test_signed_archive_verifies_and_installs(
-    signed_archive: Path, signing_key: SigningKey, signed_chart: Path, helm4: str, tmp_path: Path
+    signed_archive: Path,
+    signing_key: SigningKey,
+    signed_chart: Path,
+    package: BuiltPackage,
+    helm4: str,
+    tmp_path: Path,
 ) -> None:
     keyring = str(signing_key.public_keyring)
     env = helm_env(tmp_path / "home", 4)
@@ -53,8 +50,8 @@ def test_signed_archive_verifies_and_installs(
         "bin/etcd-post-render",
         "plugin.yaml",
     ]
-    # The plugin runs the etcd-chart on PATH, as `pip install etcd-chart` leaves it.
-    env["PATH"] = f"{sidecar_path(tmp_path, helm4)}:/usr/bin:/bin"
+    # The plugin runs the etcd-chart on PATH, as `pip install etcd-chart` of the wheel leaves it.
+    env["PATH"] = f"{sidecar_path(tmp_path, helm4, package.command)}:/usr/bin:/bin"
     rendered = ok([
         helm4, "template", "etcd", str(signed_chart), "--post-renderer", "etcd-chart",
         "--post-renderer-args", "--offline", "--set", "replicas=3",

@@ -28,6 +28,7 @@ from artifacts import (
     run,
     serve_directory,
 )
+from built_package import BuiltPackage
 from etcd_chart.sandbox import helmrun
 from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.state import StateDir
@@ -115,6 +116,8 @@ def test_oci_registry_push_pull_verify_install(
     signed_chart: Path,
     signing_key: SigningKey,
     registry_binary: str,
+    signed_plugin_archive: Path,
+    package: BuiltPackage,
     helm3: str,
     helm4: str,
     tmp_path: Path,
@@ -134,15 +137,30 @@ def test_oci_registry_push_pull_verify_install(
                 "--plain-http", "--verify", "--keyring", str(signing_key.public_keyring),
                 "--destination", str(pulled),
             ], helm_env(tmp_path / "home", major))  # fmt: skip
-            package = pulled / signed_chart.name
-            assert package.read_bytes() == signed_chart.read_bytes(), f"helm {major}"
+            pulled_chart = pulled / signed_chart.name
+            assert pulled_chart.read_bytes() == signed_chart.read_bytes(), f"helm {major}"
+        # The whole released tool chain: the Helm 4 plugin installed from its signed archive,
+        # running the etcd-chart that pip installed from the wheel, as the post-renderer.
+        keyring = str(signing_key.public_keyring)
+        ok([helm4, "plugin", "install", str(signed_plugin_archive), "--keyring", keyring], env)
+        env["PATH"] = f"{package.venv / 'bin'}:{env['PATH']}"
         installed = ok([
             helm4, "install", "oci-etcd", f"oci://{address}/charts/etcd", "--version",
-            CHART_VERSION, "--plain-http", "--namespace", NAMESPACE, "--set", "replicas=1",
+            CHART_VERSION, "--plain-http", "--verify", "--keyring", keyring,
+            "--namespace", NAMESPACE, "--set", "replicas=3", "--post-renderer", "etcd-chart",
         ], env)  # fmt: skip
     assert "STATUS: deployed" in installed
-    cluster.wait_ready(timeout=180)
-    assert_healthy_member(cluster, "oci-etcd-0")
+    cluster.wait_ready(timeout=240)
+    for pod in ("oci-etcd-0", "oci-etcd-1", "oci-etcd-2"):
+        assert_healthy_member(cluster, pod)
+    # The post-renderer wrote the member list the chart alone cannot know (README: what it adds).
+    settings = json.loads(
+        kubectl(cluster)(
+            "-n", NAMESPACE, "get", "configmap", "oci-etcd-config", "-o",
+            "jsonpath={.data.etcd\\.conf\\.json}",
+        ).stdout
+    )  # fmt: skip
+    assert settings["initial-cluster"].count("=") == 3, settings
 
 
 def member_ids(sandbox: Sandbox, pod: str) -> dict[str, str]:
@@ -198,7 +216,7 @@ def applied_state(call: Kubectl, manifests: str) -> dict[str, str]:
 
 
 def test_argocd_syncing_twice_changes_nothing(
-    cluster: Sandbox, signed_chart: Path, helm4: str, tmp_path: Path
+    cluster: Sandbox, signed_chart: Path, package: BuiltPackage, helm4: str, tmp_path: Path
 ) -> None:
     """Argo CD runs the pre-upgrade scale-down hook as PreSync on every sync, the first included:
     it must find nothing to do before the cluster exists and nothing to remove after, and a sync
@@ -206,7 +224,7 @@ def test_argocd_syncing_twice_changes_nothing(
     release = "argo-etcd"
     app_dir = unpacked_chart(signed_chart, tmp_path / "checkout")
     generated = generate(
-        app_dir, [sidecar_path(tmp_path, helm4)], release, NAMESPACE,
+        app_dir, [sidecar_path(tmp_path, helm4, package.command)], release, NAMESPACE,
         [{"name": "set", "array": ["replicas=3"]}],
     )  # fmt: skip
     assert generated.returncode == 0, generated.stderr

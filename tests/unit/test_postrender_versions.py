@@ -65,10 +65,19 @@ def test_skipping_a_minor_is_refused_with_every_step_of_the_safe_path() -> None:
     )
     assert refusal.fix == (
         "upgrade in steps, every member Ready before the next step: 3.5.16 -> 3.5.26 or later ->"
-        " the newest 3.6 patch release, at least 3.6.11 -> 3.7.3"
+        " the newest 3.6 patch release, at least 3.6.11, then one rolling restart on it with"
+        " config.snapshotCount=1 -> 3.7.3"
     )
     assert safe_path((3, 5, 30), (3, 7, 3)) == [
-        "the newest 3.6 patch release, at least 3.6.11",
+        "the newest 3.6 patch release, at least 3.6.11, then one rolling restart on it with"
+        " config.snapshotCount=1",
+        "3.7.3",
+    ]
+    assert safe_path((3, 5, 30), (3, 6, 16)) == ["3.6.16"]
+    assert safe_path((3, 4, 9), (3, 7, 3)) == [
+        "the newest 3.5 patch release, at least 3.5.26",
+        "the newest 3.6 patch release, at least 3.6.11, then one rolling restart on it with"
+        " config.snapshotCount=1",
         "3.7.3",
     ]
 
@@ -151,7 +160,8 @@ def test_live_skip_is_refused_and_names_the_running_version(
     ), line
     assert line.endswith(
         " (upgrade in steps, every member Ready before the next step: 3.5.16 -> 3.5.26 or later"
-        " -> the newest 3.6 patch release, at least 3.6.11 -> 3.7.3; or, knowing that etcd does"
+        " -> the newest 3.6 patch release, at least 3.6.11, then one rolling restart on it with"
+        " config.snapshotCount=1 -> 3.7.3; or, knowing that etcd does"
         " not support it, set upgrade.allowUnsupportedVersionChange=true)"
     ), line
 

@@ -40,6 +40,13 @@ Version = tuple[int, int, int]
 #   (https://etcd.io/docs/v3.7/upgrades/upgrade_3_7/).
 MINIMUM_PATCH_BEFORE_NEXT_MINOR: dict[tuple[int, int], int] = {(3, 5): 26, (3, 6): 11}
 
+# A WAL keeps the raft entries 3.5 wrote until the member takes a raft snapshot on 3.6 (every
+# snapshot-count entries), and etcd 3.7.3 panics replaying them ("unmarshal should never fail"):
+# found by tests/e2e/test_day2_sandbox.py, not in etcd's upgrade guide. A cluster that comes from
+# 3.5 takes one rolling restart on 3.6 with a snapshot on every entry before going on (README).
+V2_ENTRIES_GONE_BY = (3, 6)
+SNAPSHOT_STEP = ", then one rolling restart on it with config.snapshotCount=1"
+
 # v3.6.16, 3.6.16, 3.6.16-0 (registry.k8s.io's image revision), 3.6.16-debian-12-r1 (Bitnami).
 _TAG = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)(?:[-+].*)?$")
 
@@ -78,7 +85,10 @@ def safe_path(running: Version, target: Version) -> list[str]:
             break
         next_minimum = MINIMUM_PATCH_BEFORE_NEXT_MINOR.get((major, minor))
         at_least = f", at least {major}.{minor}.{next_minimum}" if next_minimum else ""
-        steps.append(f"the newest {major}.{minor} patch release{at_least}")
+        step = f"the newest {major}.{minor} patch release{at_least}"
+        if (major, minor) == V2_ENTRIES_GONE_BY and running[:2] < V2_ENTRIES_GONE_BY:
+            step += SNAPSHOT_STEP
+        steps.append(step)
         patch = next_minimum or 0
     steps.append(text(target))
     return steps

@@ -68,6 +68,7 @@ def pod_security_labels(level: str) -> dict[str, str]:
 
 
 READY_OWNERS = ("StatefulSet/", "ReplicaSet/")
+ROOT_PASSWORD_VOLUME = "auth-root"  # chart/templates/_helpers.tpl, etcd.authVolumes
 
 
 class Cluster:
@@ -490,6 +491,19 @@ class Cluster:
             str(self.state.hosts),
         )
 
+    def root_password(self, name: str, namespace: str | None) -> str | None:
+        """The etcd root password the chart mounts into a member pod (its `auth-root` volume), if
+        the pod has one."""
+        try:
+            pod = self.find_pod(name, namespace)
+        except SandboxError:
+            return None
+        with contextlib.suppress(OSError):
+            return (
+                (pod.dir / "volumes" / ROOT_PASSWORD_VOLUME / "password").read_text().rstrip("\r\n")
+            )
+        return None
+
     def restart(self, name: str, namespace: str | None) -> None:
         """Delete the pod through the API (gracefully) and wait for its replacement to run."""
         _, entry = self.find(name, namespace)
@@ -601,9 +615,18 @@ class Cluster:
             def run(args: list[str], ns: str = meta["namespace"], first: str = pods[0]) -> Any:
                 try:
                     spec = self.exec_spec(first, ns, None, "etcdctl", args)
-                except SandboxError as err:
-                    return 1, "", str(err)
-                return run_launch_spec(self.state.root, spec)
+                except SandboxError as problem:
+                    return 1, "", str(problem)
+                code, out, err = run_launch_spec(self.state.root, spec)
+                if code != 0 and "user name is empty" in err:
+                    # Auth on and no client certificate to name a user (password RBAC without
+                    # TLS): newer etcd asks for one even to list members (3.5.30 does, 3.5.16 did
+                    # not). As root, with the password the pod's agent has, as an operator would.
+                    password = self.root_password(first, ns)
+                    if password is not None:
+                        spec["env"] = {**spec["env"], "ETCDCTL_USER": f"root:{password}"}
+                        code, out, err = run_launch_spec(self.state.root, spec)
+                return code, out, err
 
             while (found := voters.problem(run, pods)) is not None:
                 if time.monotonic() > deadline:

@@ -11,7 +11,7 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${1:-${ETCD_CHART_CACHE:-$repo/.cache}}
-log() { printf 'build-go-tools: %s\n' "$*" >&2; }
+log() { printf 'build-go-tools: [%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 command -v go >/dev/null || { log "error: Go is not installed (needed to build etcd 3.6/3.7, Helm 3, the Kubernetes control plane and promtool)"; exit 2; }
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly

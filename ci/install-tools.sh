@@ -21,7 +21,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cache=${ETCD_CHART_CACHE:-$repo/.cache}
 bin=$cache/bin
 mkdir -p "$bin" "$cache/downloads"
-log() { printf 'install-tools: %s\n' "$*" >&2; }
+log() { printf 'install-tools: [%ss] %s\n' "$SECONDS" "$*" >&2; }
 
 python=${PYTHON:-python3}
 venv=$cache/venv
@@ -167,4 +167,5 @@ helm4 version --short >&2
 promtool --version 2>&1 | sed -n 1p >&2
 registry --version >&2
 ct version 2>&1 | sed -n 1p >&2
+log "ready"
 printf 'export PATH=%s:%s:"$PATH"\n' "$bin" "$venv/bin"

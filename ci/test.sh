@@ -2,12 +2,13 @@
 # The whole test suite on a fresh machine: installs what it needs (ci/install-tools.sh), then
 # lints, type-checks and runs pytest (unit, chart renders with Helm 3 and 4, end-to-end with real etcd).
 # Extra arguments go to pytest, e.g. `bash ci/test.sh tests/unit -k postrender`. Tests run in
-# $TEST_WORKERS pytest-xdist workers (default 4; 0 runs them in this process), test by test; a
-# module whose module-scoped fixtures are shared (a sandbox, a release) is marked
-# `xdist_group` and runs whole in one worker. The end-to-end tests mostly wait, so 4 workers on 2
-# cores pay off. (The sandbox failures once blamed on load came from a full disk: a run left
-# about 16 GB of etcd WAL behind in pytest's temporary directories, until pytest.ini kept only
-# failed tests' files.)
+# $TEST_WORKERS pytest-xdist workers (default 3; 0 runs them in this process), test by test, the
+# slow ones first (tests/conftest.py); a module whose module-scoped fixtures are shared (a
+# sandbox, a release) is marked `xdist_group` and runs whole in one worker. The end-to-end tests
+# mostly wait, so 3 workers on 2 cores pay off; 4 were slower (25:51 against 24:34 in pytest,
+# load average 11: every worker starts its own control plane). The sandbox failures once blamed
+# on load came from a full disk: a run left about 16 GB of etcd WAL behind in pytest's temporary
+# directories, until pytest.ini kept only failed tests' files.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
@@ -24,7 +25,7 @@ MYPYPATH=chart/files/etcd-agent mypy --config-file plugin/pyproject.toml chart/f
 echo "== generated files"
 python ci/generate.py --check
 echo "== pytest"
-workers=${TEST_WORKERS:-4}
+workers=${TEST_WORKERS:-3}
 if [ "$workers" = 0 ]; then
   exec python -m pytest "$@"
 fi

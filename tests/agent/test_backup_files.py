@@ -12,8 +12,10 @@ import socket
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_harness import AGENT
@@ -182,6 +184,60 @@ def test_the_bucket_round_trip_over_https_with_a_private_ca(
     client.get_to_file("prod/etcd-20261207T110000Z-r152.db", str(fetched))
     assert fetched.read_bytes() == snapshot.read_bytes()
     assert prune_bucket(client, "prod/", "etcd", 1) == ["prod/etcd-20261207T100000Z-r152.db"]
+
+
+def in_progress_uploads(client: S3Client) -> list[str]:
+    """The keys of the bucket's unfinished multipart uploads (ListMultipartUploads)."""
+    root = ElementTree.fromstring(client._request("GET", query={"uploads": ""}))
+    uploads = [e for e in root.iter() if e.tag.rpartition("}")[2] == "Upload"]
+    return [k.text or "" for u in uploads for k in u if k.tag.rpartition("}")[2] == "Key"]
+
+
+def test_a_file_larger_than_a_part_goes_up_in_parts(s3: S3Server, tmp_path: Path) -> None:
+    client = S3Client(S3Settings.from_env(s3.env()), part_size=5 * 1024**2)
+    big = tmp_path / "big.db"
+    big.write_bytes(os.urandom(12 * 1024**2 + 1))  # 3 parts: 5 MiB, 5 MiB, 2 MiB + 1 byte
+    sent: list[str] = []
+    original = client._request
+
+    def recording(method: str, key: str = "", **kwargs: Any) -> bytes:
+        sent.append(f"{method} {'&'.join(sorted(kwargs.get('query') or {}))}")
+        return original(method, key, **kwargs)
+
+    client._request = recording  # type: ignore[method-assign]
+    client.put_file("big.db", str(big), "not used for parts")
+    assert sent == ["POST uploads", *["PUT partNumber&uploadId"] * 3, "POST uploadId"]
+    fetched = tmp_path / "fetched.db"
+    client.get_to_file("big.db", str(fetched))
+    assert fetched.read_bytes() == big.read_bytes()
+    assert in_progress_uploads(client) == []
+
+
+def test_a_failed_part_aborts_the_upload(s3: S3Server, tmp_path: Path) -> None:
+    client = S3Client(S3Settings.from_env(s3.env()), part_size=5 * 1024**2)
+    big = tmp_path / "big.db"
+    big.write_bytes(os.urandom(11 * 1024**2))
+    original = client._request
+    unfinished_then: list[list[str]] = []
+
+    def second_part_fails(method: str, key: str = "", **kwargs: Any) -> bytes:
+        if (kwargs.get("query") or {}).get("partNumber") == "2":
+            unfinished_then.append(in_progress_uploads(S3Client(client.settings)))
+            raise AgentError("S3 PUT part 2: connection reset")
+        return original(method, key, **kwargs)
+
+    client._request = second_part_fails  # type: ignore[method-assign]
+    with pytest.raises(AgentError, match="part 2: connection reset"):
+        client.put_file("big.db", str(big), "not used for parts")
+    client._request = original  # type: ignore[method-assign]
+    assert unfinished_then == [["big.db"]]
+    assert in_progress_uploads(client) == []
+    assert client.list_keys("") == []
+
+
+def test_a_part_size_below_the_s3_minimum_is_refused(s3: S3Server) -> None:
+    with pytest.raises(AgentError, match="S3 takes parts of 5 MiB or more"):
+        S3Client(S3Settings.from_env(s3.env()), part_size=1024**2)
 
 
 def test_a_wrong_secret_key_is_refused_by_the_server(s3: S3Server) -> None:

@@ -44,8 +44,10 @@ def _run(command: tuple[str, ...], files: tuple[bytes | None, ...]) -> tuple[int
 
 
 def _contents(argument: str) -> bytes | None:
-    path = Path(argument)
-    return path.read_bytes() if path.is_file() else None
+    try:
+        return Path(argument).read_bytes()
+    except OSError:  # not a file: a flag, a --set value (some longer than a file name may be)
+        return None
 
 
 def helm_template(

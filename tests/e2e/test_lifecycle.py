@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from etcd_chart.helm import find_tool
-from etcd_chart.sandbox.client import Sandbox
+from etcd_chart.sandbox.client import Sandbox, SandboxCommandError
 from ledger import EtcdGateway
 from membership import (
     Writer,
@@ -285,17 +285,24 @@ def test_7_scale_3_to_5_with_a_member_down(
 
     upgrading = threading.Thread(target=upgrade)
     upgrading.start()
+
+    def prepare_log() -> str:
+        try:
+            return sb.logs("etcd-3", "prepare")
+        except SandboxCommandError:  # the pod or its first log line is not there yet
+            return ""
+
     try:
-        time.sleep(20)
+        # etcd refuses to add even a learner while a voter is down (strict reconfig check),
+        # so the new pods wait in their init container and the membership stays as it was.
+        wait_for(lambda: "unhealthy cluster" in prepare_log(), "etcd-3's prepare refused", 120)
+        time.sleep(5)
         acknowledged = len(ledger.acknowledged)
         time.sleep(2)
         assert len(ledger.acknowledged) > acknowledged, "writes stopped while etcd-2 was down"
         assert upgrading.is_alive(), "the upgrade finished with a member still down"
-        # etcd refuses to add even a learner while a voter is down (strict reconfig check),
-        # so the new pods wait in their init container and the membership stays as it was.
         listed = members(sb, "etcd-0")
         assert sorted(m["name"] for m in listed) == ["etcd-0", "etcd-1", "etcd-2"]
-        assert "unhealthy cluster" in sb.logs("etcd-3", "prepare")
     finally:
         sb.start("etcd-2")
         upgrading.join(timeout=330)

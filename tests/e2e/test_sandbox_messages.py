@@ -158,7 +158,8 @@ def test_upgrade_is_not_done_while_a_member_is_a_learner(
     three = _no_promotion_manifest(helm4, chart_dir, 3, tmp_path / "three.yaml")
     four = _no_promotion_manifest(helm4, chart_dir, 4, tmp_path / "four.yaml")
     sb = sandbox("--manifest", three)
-    result = sb.upgrade("--manifest", four, check=False, timeout=25)
+    # Long enough for the fourth pod to become Ready (as a learner) on a busy machine.
+    result = sb.upgrade("--manifest", four, check=False, timeout=45)
     assert result.returncode == 2, result.stdout
     hooks, failed = result.stderr.split("\n", 1)
     assert hooks == (

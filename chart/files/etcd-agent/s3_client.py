@@ -1,27 +1,36 @@
 """An S3-compatible bucket over http.client: AWS Signature Version 4, path-style or
-virtual-hosted addressing, a private CA. Only what backups and restores need: put a file, get
-one, list keys under a prefix, delete a key."""
+virtual-hosted addressing, a private CA. Only what backups and restores need: put a file (in one
+PUT, or as a multipart upload when it is larger than one part), get one, list keys under a
+prefix, delete a key."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import hashlib
 import hmac
 import http.client
+import io
 import os
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from typing import BinaryIO
+from xml.sax.saxutils import escape
 
 from errors import AgentError
 from etcd_client import verifying_context
 
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
-# One PUT carries at most 5 GiB on AWS S3; larger snapshots would need a multipart upload.
-MAX_SINGLE_PUT = 5 * 1024**3
+# A file larger than one part goes up as a multipart upload, part by part, each signed with its
+# own SHA-256 (read twice from the file: a part is never held in memory). AWS S3 takes parts of
+# 5 MiB to 5 GiB, at most 10,000 of them: 256 MiB parts carry snapshots up to 2.5 TB, and a
+# failed part costs 256 MiB again, not the whole snapshot.
+PART_SIZE = 256 * 1024**2
+MIN_PART_SIZE = 5 * 1024**2
+MAX_PARTS = 10_000
 UNRESERVED = "-_.~"
 
 
@@ -121,10 +130,35 @@ def _error_text(body: bytes) -> str:
     return f"{code}: {message}".strip(": ")
 
 
+class _FileSlice:
+    """`size` bytes of an open file from `offset`, read as a request body."""
+
+    def __init__(self, handle: BinaryIO, offset: int, size: int):
+        self.handle, self.left = handle, size
+        handle.seek(offset)
+
+    def read(self, wanted: int = -1) -> bytes:
+        count = self.left if wanted < 0 else min(wanted, self.left)
+        data = self.handle.read(count) if count else b""
+        self.left -= len(data)
+        return data
+
+
+def _sha256_of(handle: BinaryIO, offset: int, size: int) -> str:
+    digest = hashlib.sha256()
+    piece = _FileSlice(handle, offset, size)
+    while chunk := piece.read(1 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
 class S3Client:
-    def __init__(self, settings: S3Settings, timeout: float = 120.0):
+    def __init__(self, settings: S3Settings, timeout: float = 120.0, part_size: int = PART_SIZE):
+        if part_size < MIN_PART_SIZE:
+            raise AgentError(f"S3 part size {part_size}: S3 takes parts of 5 MiB or more")
         self.settings = settings
         self.timeout = timeout
+        self.part_size = part_size
         parts = urllib.parse.urlsplit(settings.endpoint)
         self.https = parts.scheme == "https"
         self.netloc = parts.netloc
@@ -144,10 +178,11 @@ class S3Client:
         method: str,
         key: str = "",
         query: Mapping[str, str] | None = None,
-        body: BinaryIO | None = None,
+        body: BinaryIO | _FileSlice | None = None,
         size: int = 0,
         payload_sha256: str = EMPTY_SHA256,
         into: BinaryIO | None = None,
+        answer_headers: dict[str, str] | None = None,
     ) -> bytes:
         query = dict(query or {})
         path = self._path(key)
@@ -172,6 +207,8 @@ class S3Client:
             if response.status >= 300:
                 text = _error_text(response.read())
                 raise AgentError(f"{what}: HTTP {response.status} {text}")
+            if answer_headers is not None:
+                answer_headers.update((k.lower(), v) for k, v in response.getheaders())
             if into is None:
                 return response.read()
             while chunk := response.read(1 << 20):
@@ -184,13 +221,73 @@ class S3Client:
 
     def put_file(self, key: str, path: str, file_sha256: str) -> None:
         size = os.path.getsize(path)
-        if size > MAX_SINGLE_PUT:
+        if size <= self.part_size:
+            with open(path, "rb") as handle:
+                self._request("PUT", key, body=handle, size=size, payload_sha256=file_sha256)
+            return
+        parts = -(-size // self.part_size)
+        if parts > MAX_PARTS:
             raise AgentError(
-                f"{path}: {size} bytes is more than one S3 PUT carries (5 GiB); keep snapshots"
-                " of this size on the claim (backup.pvc) instead"
+                f"{path}: {size} bytes would take {parts} parts of {self.part_size} bytes, more"
+                f" than the {MAX_PARTS} S3 allows"
             )
-        with open(path, "rb") as handle:
-            self._request("PUT", key, body=handle, size=size, payload_sha256=file_sha256)
+        self._put_multipart(key, path, size)
+
+    def _put_multipart(self, key: str, path: str, size: int) -> None:
+        started = ElementTree.fromstring(self._request("POST", key, query={"uploads": ""}))
+        ns = S3_NAMESPACE if started.tag.startswith(S3_NAMESPACE) else ""
+        upload_id = started.findtext(f"{ns}UploadId") or ""
+        if not upload_id:
+            raise AgentError(f"S3 POST {self.where(key)}?uploads: the answer has no UploadId")
+        try:
+            etags: list[str] = []
+            with open(path, "rb") as handle:
+                for number, offset in enumerate(range(0, size, self.part_size), start=1):
+                    length = min(self.part_size, size - offset)
+                    part_sha256 = _sha256_of(handle, offset, length)  # a read of the part
+                    answer: dict[str, str] = {}
+                    self._request(
+                        "PUT",
+                        key,
+                        query={"partNumber": str(number), "uploadId": upload_id},
+                        body=_FileSlice(handle, offset, length),  # the part again, as sent
+                        size=length,
+                        payload_sha256=part_sha256,
+                        answer_headers=answer,
+                    )
+                    if "etag" not in answer:
+                        raise AgentError(f"S3 PUT {self.where(key)} part {number}: no ETag")
+                    etags.append(answer["etag"])
+            self._complete(key, upload_id, etags)
+        except AgentError:
+            # Abort, or the bucket keeps (and bills) the parts; the error that matters is the
+            # first one.
+            with contextlib.suppress(AgentError):
+                self._request("DELETE", key, query={"uploadId": upload_id})
+            raise
+
+    def _complete(self, key: str, upload_id: str, etags: list[str]) -> None:
+        listing = "".join(
+            f"<Part><PartNumber>{number}</PartNumber><ETag>{escape(etag)}</ETag></Part>"
+            for number, etag in enumerate(etags, start=1)
+        )
+        document = (
+            f'<CompleteMultipartUpload xmlns="{S3_NAMESPACE[1:-1]}">{listing}'
+            "</CompleteMultipartUpload>"
+        ).encode()
+        answer = self._request(
+            "POST",
+            key,
+            query={"uploadId": upload_id},
+            body=io.BytesIO(document),
+            size=len(document),
+            payload_sha256=hashlib.sha256(document).hexdigest(),
+        )
+        # S3 may answer 200 and put the error in the body, once the upload has taken a while.
+        if answer.strip():
+            root = ElementTree.fromstring(answer)
+            if root.tag.rpartition("}")[2] == "Error":
+                raise AgentError(f"S3 POST {self.where(key)}?uploadId: {_error_text(answer)}")
 
     def get_to_file(self, key: str, path: str) -> None:
         with open(path, "wb") as handle:

@@ -146,16 +146,3 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"{scenario:<60} {seconds:6.2f} s   ({acknowledged} writes acknowledged by then)"
         )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests marked slow first, then the other end-to-end ones, then the rest, each in
-    collection order: with several workers a run ends when its last long test does, so the long
-    ones start together and the short ones fill the gaps at the end."""
-
-    def cost_class(item: pytest.Item) -> int:
-        if item.get_closest_marker("slow"):
-            return 0
-        return 1 if item.get_closest_marker("e2e") else 2
-
-    items.sort(key=cost_class)

@@ -14,7 +14,6 @@ import pytest
 from etcd_chart.helm import find_tool
 from etcd_chart.sandbox.client import Sandbox
 from etcd_chart.sandbox.command import existing_objects
-from etcd_versions import etcd_release
 
 CLI = Callable[..., subprocess.CompletedProcess[str]]
 NoStrays = Callable[[Path, "str | None"], None]
@@ -133,21 +132,33 @@ def test_upgrade_to_five_is_done_only_when_every_member_votes(
 
 
 def _no_promotion_manifest(helm: str, chart_dir: Path, replicas: int, path: Path) -> str:
-    """The chart with a member-agent sidecar that never promotes: a new member stays a learner.
+    """The chart with a member-agent sidecar that never promotes, so a new member stays a
+    learner, and a readiness probe that a learner passes (a TCP connect to the metrics port).
 
-    On etcd 3.5: its /readyz passes for a learner, so pod readiness alone would call the upgrade
-    done (from 3.7, the default, /readyz also fails for a learner: `non_learner`)."""
+    The chart's own probe, /readyz, fails for a learner on etcd 3.7 and on 3.5.30 (its
+    `non_learner` check; 3.5.16 passed it), so pod readiness never shows a learner as done
+    there; with a probe that does, the sandbox must still wait for the member list."""
     rendered = subprocess.run(
         [helm, "template", "etcd", str(chart_dir), "--set", f"replicas={replicas}"]
-        + ["--set", "allowEvenReplicas=true", "--set", f"image.tag=v{etcd_release('3.5')}"],
+        + ["--set", "allowEvenReplicas=true"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     watch = "            - /opt/etcd-agent\n            - watch\n"
     assert rendered.count(watch) == 1
+    probe = (
+        "          readinessProbe:\n            httpGet:\n              path: /readyz\n"
+        "              port: metrics\n              scheme: HTTP\n"
+    )
+    assert rendered.count(probe) == 1
     path.write_text(
-        rendered.replace(watch, "            - -c\n            - import time; time.sleep(1e6)\n")
+        rendered.replace(
+            watch, "            - -c\n            - import time; time.sleep(1e6)\n"
+        ).replace(
+            probe,
+            "          readinessProbe:\n            tcpSocket:\n              port: metrics\n",
+        )
     )
     return str(path)
 
@@ -158,8 +169,7 @@ def test_upgrade_is_not_done_while_a_member_is_a_learner(
     three = _no_promotion_manifest(helm4, chart_dir, 3, tmp_path / "three.yaml")
     four = _no_promotion_manifest(helm4, chart_dir, 4, tmp_path / "four.yaml")
     sb = sandbox("--manifest", three)
-    # Long enough for the fourth pod to become Ready (as a learner) on a busy machine.
-    result = sb.upgrade("--manifest", four, check=False, timeout=45)
+    result = sb.upgrade("--manifest", four, check=False, timeout=30)
     assert result.returncode == 2, result.stdout
     hooks, failed = result.stderr.split("\n", 1)
     assert hooks == (

@@ -79,6 +79,10 @@ def make_signing_key(home: Path, name: str = KEY_NAME) -> SigningKey:
             ["gpg", "--batch", "--export", fingerprint], env=env, check=True, capture_output=True
         ).stdout
     )
+    # gpg started an agent for this home, which would outlive the tests; Helm reads the exported
+    # keyrings itself and needs no agent.
+    stopped = run(["gpgconf", "--kill", "gpg-agent"], env=env)
+    assert stopped.returncode == 0, stopped.stderr
     return SigningKey(home, fingerprint, secret, public)
 
 

@@ -184,6 +184,12 @@ def test_pods_the_namespace_refuses_are_named_with_the_reason(
         "allowPrivilegeEscalation != false",
         no_strays,
     )
+    assert (
+        "\n  Pod/etcd-0 in the API: absent (not created by the controller)"
+        "\n  Pod/etcd-1 in the API: absent (not created by the controller)"
+        "\n  Pod/etcd-2 in the API: absent (not created by the controller)"
+        "\nthe sandbox's last events:\n"
+    ) in result.stderr, result.stderr
 
 
 def _assert_failed_cleanly(

@@ -647,14 +647,50 @@ class Cluster:
                     f"{workload['ready_pods']}/{workload['replicas']} ready"
                 )
                 lines += [f"  {line}" for line in self._warnings(workload["namespace"])]
+                lines += [f"  {line}" for line in self._api_pod_states(workload)]
         for _, pod in self.pods():
             if pod.ready:
                 continue
             failing = [c for c in pod.containers.values() if not c.ready and not c.finished]
             lines.append(f"  pod {pod.key}: {pod.phase} {pod.error}".rstrip())
-            for container in failing[:1]:
-                lines += [f"    {line}" for line in tail(container.log, 8).splitlines()]
+            for container in failing:
+                lines.append(f"    container {container.spec.name}:")
+                lines += [f"      {line}" for line in tail(container.log, 10).splitlines()]
+        lines.append("the sandbox's last events:")
+        lines += [f"  {line}" for line in tail(self.state.daemon_log, 15).splitlines()]
         return "\n".join(lines)
+
+    def _api_pod_states(self, workload: dict[str, Any]) -> list[str]:
+        """Each of a StatefulSet's pods that the API does not show Ready, as the API has it: the
+        controller's view, which can differ from this kubelet's (a pod never created, a deleted
+        pod whose final delete never came)."""
+        assert self.admin is not None
+        found = []
+        for ordinal in range(int(workload["replicas"])):
+            name = f"{workload['name']}-{ordinal}"
+            try:
+                obj = self.admin.get(f"/api/v1/namespaces/{workload['namespace']}/pods/{name}")
+            except (OSError, ApiError) as err:
+                found.append(f"Pod/{name} in the API: {err}")
+                continue
+            if obj is None:
+                found.append(f"Pod/{name} in the API: absent (not created by the controller)")
+                continue
+            meta, state = obj["metadata"], obj.get("status") or {}
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in state.get("conditions") or []
+            )
+            if meta.get("deletionTimestamp"):
+                found.append(
+                    f"Pod/{name} in the API: terminating since {meta['deletionTimestamp']} "
+                    f"(uid {meta['uid']})"
+                )
+            elif not ready:
+                found.append(
+                    f"Pod/{name} in the API: {state.get('phase')}, not Ready (uid {meta['uid']})"
+                )
+        return found
 
     def _warnings(self, namespace: str) -> list[str]:
         """What the control plane said went wrong, newest last: the latest Warning event of each
@@ -670,6 +706,8 @@ class Cluster:
                 key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""),
             ):
                 obj = event.get("involvedObject") or {}
+                if "may not be in the loopback range" in str(event.get("message")):
+                    continue  # the endpoint controllers refuse the sandbox's loopback pod addresses
                 found[f"{obj.get('kind')}/{obj.get('name')}"] = (
                     f"{event.get('reason')}: {event.get('message', '').strip()}"
                 )

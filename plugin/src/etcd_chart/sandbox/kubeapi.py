@@ -152,6 +152,15 @@ def informer(
     Runs in the caller's thread; errors are reported and retried."""
     known: dict[str, dict[str, Any]] = {}
     delay = 0.2
+
+    def deliver(kind: str, obj: dict[str, Any]) -> None:
+        # A handler's bug must not end the watch: every later change would go unseen.
+        try:
+            handle(kind, obj)
+        except Exception as err:  # noqa: BLE001
+            name = (obj.get("metadata") or {}).get("name")
+            on_error(f"{path}: handling {kind} {name}: {type(err).__name__}: {err}")
+
     while not stop.is_set():
         try:
             listing = api.call("GET", path, query=query)
@@ -159,9 +168,9 @@ def informer(
             fresh = {str(item["metadata"]["uid"]): item for item in listing.get("items") or []}
             for uid, obj in list(known.items()):
                 if uid not in fresh:
-                    handle("DELETED", obj)
+                    deliver("DELETED", obj)
             for obj in fresh.values():
-                handle("ADDED", obj)
+                deliver("ADDED", obj)
             known = fresh
             if on_synced is not None:
                 on_synced(dict(known))
@@ -176,7 +185,7 @@ def informer(
                         known.pop(uid, None)
                     else:
                         known[uid] = obj
-                    handle(kind, obj)
+                    deliver(kind, obj)
         except WatchExpired:
             continue
         except (OSError, ApiError, ValueError, KeyError) as err:

@@ -417,12 +417,22 @@ class Node:
             "gracePeriodSeconds": 0,
             "preconditions": {"uid": meta["uid"]},
         }
-        with contextlib.suppress(OSError, ApiError):
-            status, answer = self.api.request(
-                "DELETE", pod_path(meta["namespace"], meta["name"]), body
-            )
-            if status not in (200, 202, 404, 409):
+        delay = 0.2
+        # Until the API takes it: a pod left terminating blocks its StatefulSet for good (the
+        # controller waits for the name to be free), and no later event would bring it back here.
+        while not self.stop.is_set():
+            try:
+                status, _ = self.api.request(
+                    "DELETE", pod_path(meta["namespace"], meta["name"]), body
+                )
+            except (OSError, ApiError) as err:
+                self.event(f"pod {meta['namespace']}/{meta['name']}: delete: {err}; retrying")
+            else:
+                if status in (200, 202, 404, 409):
+                    break
                 self.event(f"pod {meta['namespace']}/{meta['name']}: delete: HTTP {status}")
+            self.stop.wait(delay)
+            delay = min(delay * 2, 5.0)
         with self.lock:
             self._forget(entry)
 

@@ -4,12 +4,14 @@ provisioner makes, the pod status the kubelet reports, volume refresh, and the h
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from etcd_chart.helm import find_tool
-from etcd_chart.sandbox import podstatus
+from etcd_chart.sandbox import kubelet, podstatus
 from etcd_chart.sandbox.helmrun import (
     POST_RENDER_EXECUTABLE,
     check_references,
@@ -17,7 +19,14 @@ from etcd_chart.sandbox.helmrun import (
     helm_command,
     parse,
 )
-from etcd_chart.sandbox.podspec import ApiInfo, PodContext, materialize_volumes, refresh_volumes
+from etcd_chart.sandbox.kubeapi import ApiError, informer
+from etcd_chart.sandbox.podspec import (
+    ApiInfo,
+    MissingObject,
+    PodContext,
+    materialize_volumes,
+    refresh_volumes,
+)
 from etcd_chart.sandbox.provisioner import (
     PROVISIONER,
     SELECTED_NODE,
@@ -206,3 +215,57 @@ def test_a_storage_class_the_sandbox_does_not_serve_is_refused_with_the_flag_tha
         "too: `sandbox up --storage-class fast-ssd`"
     )
     check_storage_classes(documents, "etcd", [STORAGE_CLASS, "standard", "fast-ssd"])
+
+
+class _ForbiddingApi:
+    """What the API answers a node whose pod the Node authorizer's graph does not know yet."""
+
+    def __init__(self, _credentials: object) -> None:
+        self.asked: list[str] = []
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        self.asked.append(path)
+        raise ApiError(403, f"GET {path}: no relationship found between node and this object")
+
+
+def test_a_claim_the_node_may_not_read_yet_is_retried_like_a_missing_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A just-bound pod's claim can be refused for a moment; the pod waits, as a kubelet's volume
+    mount does, instead of failing (a failed pod the controller must replace)."""
+    monkeypatch.setattr(kubelet, "KubeApi", _ForbiddingApi)
+    machine = SimpleNamespace(state=None, tools=None)
+    node = kubelet.Node(machine, kubelet.NodeSpec("sandbox-node-a", "zone-a"), None)  # type: ignore[arg-type]
+    with pytest.raises(
+        MissingObject, match=r"^PersistentVolumeClaim default/data-etcd-1: HTTP 403: "
+    ):
+        node.claim_path("default", "data-etcd-1")
+
+
+def test_a_watch_goes_on_past_a_handler_that_fails() -> None:
+    stop = threading.Event()
+    pods = [
+        {"metadata": {"uid": str(n), "name": f"etcd-{n}", "resourceVersion": str(n)}}
+        for n in range(3)
+    ]
+
+    class Api:
+        def call(self, method: str, path: str, query: dict[str, Any]) -> dict[str, Any]:
+            return {"metadata": {"resourceVersion": "0"}, "items": [pods[0]]}
+
+        def watch(self, *_: object) -> Any:
+            yield "ADDED", pods[1]
+            yield "ADDED", pods[2]
+            stop.set()
+
+    seen: list[str] = []
+    errors: list[str] = []
+
+    def handle(kind: str, obj: dict[str, Any]) -> None:
+        seen.append(f"{kind} {obj['metadata']['name']}")
+        if obj["metadata"]["name"] == "etcd-1":
+            raise RuntimeError("a bug")
+
+    informer(Api(), "/api/v1/pods", {}, handle, stop, errors.append)  # type: ignore[arg-type]
+    assert seen == ["ADDED etcd-0", "ADDED etcd-1", "ADDED etcd-2"]
+    assert errors == ["/api/v1/pods: handling ADDED etcd-1: RuntimeError: a bug"]

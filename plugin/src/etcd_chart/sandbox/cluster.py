@@ -677,6 +677,7 @@ class Cluster:
                 found.append(f"Pod/{name} in the API: absent (not created by the controller)")
                 continue
             meta, state = obj["metadata"], obj.get("status") or {}
+            where = f"uid {meta['uid']}, node {(obj.get('spec') or {}).get('nodeName') or 'none'}"
             ready = any(
                 c.get("type") == "Ready" and c.get("status") == "True"
                 for c in state.get("conditions") or []
@@ -684,12 +685,10 @@ class Cluster:
             if meta.get("deletionTimestamp"):
                 found.append(
                     f"Pod/{name} in the API: terminating since {meta['deletionTimestamp']} "
-                    f"(uid {meta['uid']})"
+                    f"({where})"
                 )
             elif not ready:
-                found.append(
-                    f"Pod/{name} in the API: {state.get('phase')}, not Ready (uid {meta['uid']})"
-                )
+                found.append(f"Pod/{name} in the API: {state.get('phase')}, not Ready ({where})")
         return found
 
     def _warnings(self, namespace: str) -> list[str]:

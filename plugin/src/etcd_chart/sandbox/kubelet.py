@@ -112,6 +112,9 @@ class Node:
         self.entries: dict[str, _Entry] = {}  # by pod uid
         self.kicked = threading.Event()
         self.stop = threading.Event()
+        # One status report at a time: the status loop and a pod's end both report, and a report
+        # computed before the pod failed must not reach the API after the one saying it failed.
+        self._reporting = threading.Lock()
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self.all_stopped = False  # `stop-all`: no container runs until `start-all`
         self._threads: list[threading.Thread] = []
@@ -123,22 +126,32 @@ class Node:
 
     def lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         plural = {"ConfigMap": "configmaps", "Secret": "secrets"}[kind]
+        path = f"/api/v1/namespaces/{namespace}/{plural}/{name}"
+        return self._get_for_pod(path, f"{kind} {namespace}/{name}")
+
+    def _get_for_pod(self, path: str, what: str) -> dict[str, Any] | None:
         try:
-            return self.api.get(f"/api/v1/namespaces/{namespace}/{plural}/{name}")
+            return self.api.get(path)
         except ApiError as err:
             # The Node authorizer lets a node read only what its pods reference; its graph can
-            # lag a just-bound pod by a moment: the pod retries.
-            raise podspec.MissingObject(f"{kind} {namespace}/{name}: {err}") from err
+            # lag a just-bound pod by a moment: the pod retries, as a kubelet's volume mount does.
+            raise podspec.MissingObject(f"{what}: {err}") from err
 
     def claim_path(self, namespace: str, claim: str) -> Path:
-        pvc = self.api.get(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}")
+        pvc = self._get_for_pod(
+            f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/{claim}",
+            f"PersistentVolumeClaim {namespace}/{claim}",
+        )
         volume = str(((pvc or {}).get("spec") or {}).get("volumeName") or "")
         if not volume:
             raise podspec.MissingObject(
                 f"PersistentVolumeClaim {namespace}/{claim} is "
                 + ("not bound yet" if pvc else "missing")
             )
-        pv = self.api.get(f"/api/v1/persistentvolumes/{volume}") or {}
+        pv = (
+            self._get_for_pod(f"/api/v1/persistentvolumes/{volume}", f"PersistentVolume {volume}")
+            or {}
+        )
         source = (pv.get("spec") or {}).get("local") or (pv.get("spec") or {}).get("hostPath")
         if not source or not source.get("path"):
             raise podspec.Unsupported(
@@ -461,6 +474,10 @@ class Node:
             self.stop.wait(STATUS_TICK)
 
     def _report(self, entry: _Entry, pod: Pod | None) -> None:
+        with self._reporting:
+            self._report_now(entry, pod)
+
+    def _report_now(self, entry: _Entry, pod: Pod | None) -> None:
         if pod is None or entry.deleted:
             return
         status = podstatus.pod_status(pod, entry.obj, self.machine.host_ip(), self.kept_down(entry))

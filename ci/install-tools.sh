@@ -66,8 +66,10 @@ have_debian() {
 if ! have_debian; then
   suite=${ETCD_DEBIAN_SUITE:-sid}
   have_debs() { compgen -G "$cache/downloads/etcd-server_3.5.*.deb" >/dev/null && compgen -G "$cache/downloads/etcd-client_3.5.*.deb" >/dev/null; }
-  if have_debs && ! supported_35 "$(basename "$(compgen -G "$cache/downloads/etcd-server_3.5.*.deb" | sort -V | tail -n1)" | sed -E 's/^etcd-server_([0-9.]+)-.*/\1/')"; then
-    log "the cached Debian etcd packages are older than 3.5.26: fetching again"
+  cached_deb=$(compgen -G "$cache/downloads/etcd-server_3.5.*.deb" | sort -V | tail -n1 || true)
+  cached_version=$(basename "${cached_deb:-none}" | sed -E 's/^etcd-server_([0-9.]+)-.*/\1/')
+  if [ -n "$cached_deb" ] && ! supported_35 "$cached_version"; then
+    log "the cached Debian etcd packages are $cached_version, older than 3.5.26: fetching again"
     rm -f "$cache"/downloads/etcd-server_*.deb "$cache"/downloads/etcd-client_*.deb
   fi
   if ! have_debs; then

@@ -188,7 +188,7 @@ def test_the_bucket_round_trip_over_https_with_a_private_ca(
 
 def in_progress_uploads(client: S3Client) -> list[str]:
     """The keys of the bucket's unfinished multipart uploads (ListMultipartUploads)."""
-    root = ElementTree.fromstring(client._request("GET", query={"uploads": ""}))
+    root = ElementTree.fromstring(client._request("GET", query={"uploads": ""}).body)
     uploads = [e for e in root.iter() if e.tag.rpartition("}")[2] == "Upload"]
     return [k.text or "" for u in uploads for k in u if k.tag.rpartition("}")[2] == "Key"]
 

@@ -16,7 +16,7 @@ import os
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 from xml.sax.saxutils import escape
 
 from errors import AgentError
@@ -152,6 +152,11 @@ def _sha256_of(handle: BinaryIO, offset: int, size: int) -> str:
     return digest.hexdigest()
 
 
+class S3Answer(NamedTuple):
+    body: bytes  # empty when written to a file
+    headers: dict[str, str]  # names in lower case
+
+
 class S3Client:
     def __init__(self, settings: S3Settings, timeout: float = 120.0, part_size: int = PART_SIZE):
         if part_size < MIN_PART_SIZE:
@@ -182,8 +187,7 @@ class S3Client:
         size: int = 0,
         payload_sha256: str = EMPTY_SHA256,
         into: BinaryIO | None = None,
-        answer_headers: dict[str, str] | None = None,
-    ) -> bytes:
+    ) -> S3Answer:
         query = dict(query or {})
         path = self._path(key)
         now = datetime.datetime.now(datetime.UTC)
@@ -207,13 +211,12 @@ class S3Client:
             if response.status >= 300:
                 text = _error_text(response.read())
                 raise AgentError(f"{what}: HTTP {response.status} {text}")
-            if answer_headers is not None:
-                answer_headers.update((k.lower(), v) for k, v in response.getheaders())
+            headers = {k.lower(): v for k, v in response.getheaders()}
             if into is None:
-                return response.read()
+                return S3Answer(response.read(), headers)
             while chunk := response.read(1 << 20):
                 into.write(chunk)
-            return b""
+            return S3Answer(b"", headers)
         except (OSError, http.client.HTTPException) as err:
             raise AgentError(f"{what}: {err}") from None
         finally:
@@ -234,7 +237,7 @@ class S3Client:
         self._put_multipart(key, path, size)
 
     def _put_multipart(self, key: str, path: str, size: int) -> None:
-        started = ElementTree.fromstring(self._request("POST", key, query={"uploads": ""}))
+        started = ElementTree.fromstring(self._request("POST", key, query={"uploads": ""}).body)
         ns = S3_NAMESPACE if started.tag.startswith(S3_NAMESPACE) else ""
         upload_id = started.findtext(f"{ns}UploadId") or ""
         if not upload_id:
@@ -245,19 +248,17 @@ class S3Client:
                 for number, offset in enumerate(range(0, size, self.part_size), start=1):
                     length = min(self.part_size, size - offset)
                     part_sha256 = _sha256_of(handle, offset, length)  # a read of the part
-                    answer: dict[str, str] = {}
-                    self._request(
+                    answer = self._request(
                         "PUT",
                         key,
                         query={"partNumber": str(number), "uploadId": upload_id},
                         body=_FileSlice(handle, offset, length),  # the part again, as sent
                         size=length,
                         payload_sha256=part_sha256,
-                        answer_headers=answer,
                     )
-                    if "etag" not in answer:
+                    if "etag" not in answer.headers:
                         raise AgentError(f"S3 PUT {self.where(key)} part {number}: no ETag")
-                    etags.append(answer["etag"])
+                    etags.append(answer.headers["etag"])
             self._complete(key, upload_id, etags)
         except AgentError:
             # Abort, or the bucket keeps (and bills) the parts; the error that matters is the
@@ -282,7 +283,7 @@ class S3Client:
             body=io.BytesIO(document),
             size=len(document),
             payload_sha256=hashlib.sha256(document).hexdigest(),
-        )
+        ).body
         # S3 may answer 200 and put the error in the body, once the upload has taken a while.
         if answer.strip():
             root = ElementTree.fromstring(answer)
@@ -302,7 +303,7 @@ class S3Client:
             query = {"list-type": "2", "prefix": prefix}
             if token:
                 query["continuation-token"] = token
-            root = ElementTree.fromstring(self._request("GET", query=query))
+            root = ElementTree.fromstring(self._request("GET", query=query).body)
             ns = S3_NAMESPACE if root.tag.startswith(S3_NAMESPACE) else ""
             keys += [item.findtext(f"{ns}Key") or "" for item in root.iter(f"{ns}Contents")]
             token = root.findtext(f"{ns}NextContinuationToken") or ""

@@ -27,7 +27,7 @@ from data_dir import member_data_state  # noqa: E402
 from errors import AgentError  # noqa: E402
 from restore import adopt_restored_data  # noqa: E402
 from runtime import Log  # noqa: E402
-from s3_client import EMPTY_SHA256, S3Client, S3Settings, sign_v4  # noqa: E402
+from s3_client import EMPTY_SHA256, S3Answer, S3Client, S3Settings, sign_v4  # noqa: E402
 from s3server import S3Server, start_s3_server  # noqa: E402
 from snapshot_file import empty_snapshot, read_snapshot  # noqa: E402
 from start_decision import decide_restore  # noqa: E402
@@ -200,7 +200,7 @@ def test_a_file_larger_than_a_part_goes_up_in_parts(s3: S3Server, tmp_path: Path
     sent: list[str] = []
     original = client._request
 
-    def recording(method: str, key: str = "", **kwargs: Any) -> bytes:
+    def recording(method: str, key: str = "", **kwargs: Any) -> S3Answer:
         sent.append(f"{method} {'&'.join(sorted(kwargs.get('query') or {}))}")
         return original(method, key, **kwargs)
 
@@ -220,7 +220,7 @@ def test_a_failed_part_aborts_the_upload(s3: S3Server, tmp_path: Path) -> None:
     original = client._request
     unfinished_then: list[list[str]] = []
 
-    def second_part_fails(method: str, key: str = "", **kwargs: Any) -> bytes:
+    def second_part_fails(method: str, key: str = "", **kwargs: Any) -> S3Answer:
         if (kwargs.get("query") or {}).get("partNumber") == "2":
             unfinished_then.append(in_progress_uploads(S3Client(client.settings)))
             raise AgentError("S3 PUT part 2: connection reset")

@@ -646,8 +646,7 @@ class Cluster:
                     f"{workload['kind']} {workload['namespace']}/{workload['name']}: "
                     f"{workload['ready_pods']}/{workload['replicas']} ready"
                 )
-                lines += [f"  {line}" for line in self._warnings(workload["namespace"])]
-                lines += [f"  {line}" for line in self._api_pod_states(workload)]
+                lines += [f"  {line}" for line in self._workload_report(workload)]
         for _, pod in self.pods():
             if pod.ready:
                 continue
@@ -660,38 +659,17 @@ class Cluster:
         lines += [f"  {line}" for line in tail(self.state.daemon_log, 15).splitlines()]
         return "\n".join(lines)
 
-    def _api_pod_states(self, workload: dict[str, Any]) -> list[str]:
-        """Each of a StatefulSet's pods that the API does not show Ready, as the API has it: the
-        controller's view, which can differ from this kubelet's (a pod never created, a deleted
-        pod whose final delete never came)."""
+    def _workload_report(self, workload: dict[str, Any]) -> list[str]:
+        namespace = workload["namespace"]
         assert self.admin is not None
-        found = []
-        for ordinal in range(int(workload["replicas"])):
-            name = f"{workload['name']}-{ordinal}"
-            try:
-                obj = self.admin.get(f"/api/v1/namespaces/{workload['namespace']}/pods/{name}")
-            except (OSError, ApiError) as err:
-                found.append(f"Pod/{name} in the API: {err}")
-                continue
-            if obj is None:
-                found.append(f"Pod/{name} in the API: absent (not created by the controller)")
-                continue
-            meta, state = obj["metadata"], obj.get("status") or {}
-            where = f"uid {meta['uid']}, node {(obj.get('spec') or {}).get('nodeName') or 'none'}"
-            ready = any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in state.get("conditions") or []
-            )
-            if meta.get("deletionTimestamp"):
-                found.append(
-                    f"Pod/{name} in the API: terminating since {meta['deletionTimestamp']} "
-                    f"({where})"
-                )
-            elif not ready:
-                found.append(f"Pod/{name} in the API: {state.get('phase')}, not Ready ({where})")
-        return found
+        try:
+            listing = self.admin.get(f"/api/v1/namespaces/{namespace}/pods")
+        except (OSError, ApiError) as err:
+            return [*self._warnings(namespace, {}), f"the pods in the API: {err}"]
+        api_pods = {str(p["metadata"]["name"]): p for p in (listing or {}).get("items") or []}
+        return [*self._warnings(namespace, api_pods), *_api_pod_states(workload, api_pods)]
 
-    def _warnings(self, namespace: str) -> list[str]:
+    def _warnings(self, namespace: str, api_pods: dict[str, dict[str, Any]]) -> list[str]:
         """What the control plane said went wrong, newest last: the latest Warning event of each
         object (a pod PodSecurity refused, a pod no node can take), and pods never scheduled."""
         assert self.admin is not None
@@ -710,15 +688,10 @@ class Cluster:
                 found[f"{obj.get('kind')}/{obj.get('name')}"] = (
                     f"{event.get('reason')}: {event.get('message', '').strip()}"
                 )
-        with contextlib.suppress(OSError, ApiError):
-            pods = self.admin.get(f"/api/v1/namespaces/{namespace}/pods")
-            for pod in (pods or {}).get("items") or []:
-                for condition in (pod.get("status") or {}).get("conditions") or []:
-                    if condition.get("type") == "PodScheduled" and condition["status"] != "True":
-                        found.setdefault(
-                            f"Pod/{pod['metadata']['name']}",
-                            f"not scheduled: {condition.get('message', '')}",
-                        )
+        for name, pod in api_pods.items():
+            scheduled = _condition(pod, "PodScheduled")
+            if scheduled and scheduled["status"] != "True":
+                found.setdefault(f"Pod/{name}", f"not scheduled: {scheduled.get('message', '')}")
         return [f"{what}: {said}" for what, said in found.items()][-6:]
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -764,6 +737,35 @@ class Cluster:
             self.start_all()
             return {}
         raise SandboxError(f"unknown request {op!r}", 2)
+
+
+def _condition(pod: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The pod's condition of type `kind`, as the API has it ({} when it has none)."""
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == kind), {})
+
+
+def _api_pod_states(workload: dict[str, Any], api_pods: dict[str, dict[str, Any]]) -> list[str]:
+    """Each of a StatefulSet's pods that the API does not show Ready, as the API has it: the
+    controller's view, which can differ from the kubelets' (a pod never created, a deleted pod
+    whose final delete never came)."""
+    found = []
+    for ordinal in range(int(workload["replicas"])):
+        name = f"{workload['name']}-{ordinal}"
+        obj = api_pods.get(name)
+        if obj is None:
+            found.append(f"Pod/{name} in the API: absent (not created by the controller)")
+            continue
+        meta = obj["metadata"]
+        where = f"uid {meta['uid']}, node {(obj.get('spec') or {}).get('nodeName') or 'none'}"
+        if meta.get("deletionTimestamp"):
+            found.append(
+                f"Pod/{name} in the API: terminating since {meta['deletionTimestamp']} ({where})"
+            )
+        elif _condition(obj, "Ready").get("status") != "True":
+            phase = (obj.get("status") or {}).get("phase")
+            found.append(f"Pod/{name} in the API: {phase}, not Ready ({where})")
+    return found
 
 
 def _statefulset_ready(sts: dict[str, Any]) -> bool:

@@ -460,11 +460,13 @@ class ControlPlane:
                 }
             ],
         }
-        status, answer = self.api("POST", CLUSTER_ROLE_BINDINGS_PATH, binding)
+        self._create(CLUSTER_ROLE_BINDINGS_PATH, binding, "binding the controller manager")
+
+    def _create(self, path: str, body: dict[str, Any], what: str) -> None:
+        """POST `body`; one that is already there (a kept state directory) is fine too."""
+        status, answer = self.api("POST", path, body)
         if status not in (201, 409):
-            raise ControlPlaneError(
-                f"binding the controller manager to cluster-admin: HTTP {status} {answer}"
-            )
+            raise ControlPlaneError(f"{what} {body['metadata']['name']}: HTTP {status} {answer}")
 
     def _install_crds(self, deadline: float) -> None:
         """cert-manager's CRDs of its own release, each Established before the controller starts.
@@ -481,11 +483,7 @@ class ControlPlane:
             text = "\n".join(line for line in path.read_text().splitlines() if "{{" not in line)
             for crd in (doc for doc in yaml.safe_load_all(text) if doc):
                 crd["metadata"].pop("labels", None)
-                status, answer = self.api("POST", CRD_PATH, crd)
-                if status not in (201, 409):
-                    raise ControlPlaneError(
-                        f"installing CRD {crd['metadata']['name']}: HTTP {status} {answer}"
-                    )
+                self._create(CRD_PATH, crd, "installing CRD")
                 names.append(crd["metadata"]["name"])
         for name in names:
             while True:

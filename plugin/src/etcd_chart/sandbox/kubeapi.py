@@ -18,6 +18,9 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 MERGE_PATCH = "application/merge-patch+json"
+# Seconds between retries of a request the API did not take: doubled each time, up to the cap.
+RETRY_FIRST = 0.2
+RETRY_CAP = 5.0
 
 
 class ApiError(RuntimeError):
@@ -151,7 +154,7 @@ def informer(
     (a fresh list replays every object as ADDED and the vanished ones as DELETED).
     Runs in the caller's thread; errors are reported and retried."""
     known: dict[str, dict[str, Any]] = {}
-    delay = 0.2
+    delay = RETRY_FIRST
 
     def deliver(kind: str, obj: dict[str, Any]) -> None:
         # A handler's bug must not end the watch: every later change would go unseen.
@@ -174,7 +177,7 @@ def informer(
             known = fresh
             if on_synced is not None:
                 on_synced(dict(known))
-            delay = 0.2
+            delay = RETRY_FIRST
             while not stop.is_set():
                 for kind, obj in api.watch(path, query, version, stop):
                     version = str(obj.get("metadata", {}).get("resourceVersion") or version)
@@ -193,4 +196,4 @@ def informer(
                 return
             on_error(f"{path}: {err}")
             stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, RETRY_CAP)

@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from etcd_chart.sandbox import podspec, podstatus
-from etcd_chart.sandbox.kubeapi import ApiError, Credentials, KubeApi, informer
+from etcd_chart.sandbox.kubeapi import (
+    RETRY_CAP,
+    RETRY_FIRST,
+    ApiError,
+    Credentials,
+    KubeApi,
+    informer,
+)
 from etcd_chart.sandbox.runtime import Pod
 from etcd_chart.sandbox.state import StateDir
 
@@ -430,7 +437,7 @@ class Node:
             "gracePeriodSeconds": 0,
             "preconditions": {"uid": meta["uid"]},
         }
-        delay = 0.2
+        delay = RETRY_FIRST
         # Until the API takes it: a pod left terminating blocks its StatefulSet for good (the
         # controller waits for the name to be free), and no later event would bring it back here.
         while not self.stop.is_set():
@@ -445,7 +452,7 @@ class Node:
                     break
                 self.event(f"pod {meta['namespace']}/{meta['name']}: delete: HTTP {status}")
             self.stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, RETRY_CAP)
         with self.lock:
             self._forget(entry)
 
